@@ -1,0 +1,77 @@
+"""Where the shipped model lives and how its integrity is checked.
+
+`model/unet.keras` is the canonical artifact; `model/metadata.json` describes it (input format,
+normalisation, calibrated threshold and min-area, provenance, figures) and carries its sha256, which the
+service checks before serving, so a truncated or swapped file is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+MODEL_DIR = Path(__file__).resolve().parent
+WEIGHTS_NAME = "unet.keras"
+METADATA_NAME = "metadata.json"
+
+
+class ModelArtifactError(RuntimeError):
+    """The model files are missing, damaged or inconsistent; the message says which and why."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_metadata(model_dir: Path = MODEL_DIR) -> dict:
+    path = Path(model_dir) / METADATA_NAME
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelArtifactError(f"{path}: metadata file is missing") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelArtifactError(f"{path}: metadata cannot be read: {exc}") from None
+    for key in ("input", "postprocessing", "weights"):
+        if key not in metadata:
+            raise ModelArtifactError(f"{path}: metadata lacks the '{key}' section")
+    return metadata
+
+
+def verify_weights(model_dir: Path, metadata: dict) -> Path:
+    """Return the weights path after checking it exists and matches the recorded sha256."""
+    weights = Path(model_dir) / metadata["weights"]["file"]
+    if not weights.is_file():
+        raise ModelArtifactError(f"{weights}: model weights file is missing")
+    actual = sha256_file(weights)
+    expected = metadata["weights"]["sha256"]
+    if actual != expected:
+        raise ModelArtifactError(
+            f"{weights}: sha256 {actual} does not match metadata.json ({expected}); "
+            "the file is damaged or belongs to another model"
+        )
+    return weights
+
+
+def save_artifact(model, metadata: dict, model_dir: Path) -> dict:
+    """Write `<model_dir>/unet.keras` and a metadata.json that records its sha256; returns the metadata.
+
+    `metadata` must hold at least the 'input' and 'postprocessing' sections (see metadata.json).
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    weights = model_dir / WEIGHTS_NAME
+    model.save(weights)
+    metadata = dict(metadata)
+    metadata["weights"] = {
+        "file": WEIGHTS_NAME,
+        "sha256": sha256_file(weights),
+        "bytes": weights.stat().st_size,
+        "parameters": int(model.count_params()),
+    }
+    (model_dir / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata

@@ -1,0 +1,261 @@
+"""Image decoding and model-input preparation shared by training, evaluation and serving.
+
+Every image, whatever its container (TIFF 8/16-bit or float, PNG, JPEG, BMP; grayscale, RGB, palette,
+CMYK), becomes one float32 grayscale array in [0, 1] at its own size. Only then is it resized and
+normalised for the network, with constants stored in the model's metadata, so a frame is seen the same
+way at training time and in the service.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+#: Default cap on decoded pixels (40 MP is far beyond any ultrasound frame, and 160 MB as float32).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+SUPPORTED_FORMATS = ("TIFF", "PNG", "JPEG", "BMP")
+
+# Pillow's own bomb guard is a warning at MAX_IMAGE_PIXELS; ours is a hard limit checked from the header.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageError(ValueError):
+    """An image that cannot be used. `code` is a stable snake_case string the API returns as is."""
+
+    code = "invalid_image"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmptyImageError(ImageError):
+    code = "empty_image"
+
+
+class UnreadableImageError(ImageError):
+    code = "unreadable_image"
+
+
+class UnsupportedImageError(ImageError):
+    code = "unsupported_image_format"
+    status = 415
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+    status = 413
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: its input size and the normalisation fitted on the training data."""
+
+    height: int
+    width: int
+    mean: float
+    std: float
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> InputSpec:
+        spec = metadata["input"]
+        norm = spec["normalisation"]
+        return cls(height=int(spec["height"]), width=int(spec["width"]),
+                   mean=float(norm["mean"]), std=float(norm["std"]))
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise EmptyImageError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+
+
+def to_unit_float(array: np.ndarray) -> np.ndarray:
+    """Scale a decoded sample array to float32 in [0, 1] by its type's own range.
+
+    Integers are divided by their type's maximum (8-bit by 255, 16-bit by 65535), so a 16-bit export of a
+    frame reads exactly like its 8-bit original. Floats already in [0, 1] are kept; other floats are
+    min-max scaled, since they carry no fixed range.
+    """
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        if info.min < 0:
+            array = np.clip(array.astype(np.float64), 0, None)
+        return (array.astype(np.float64) / info.max).astype(np.float32)
+    values = array.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise UnreadableImageError("image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0.0 and high <= 1.0:
+        return values
+    if high == low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def _luminance(array: np.ndarray) -> np.ndarray:
+    """Collapse colour channels with the ITU-R 601 weights Pillow uses for 'L' conversion."""
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # gray or gray+alpha
+        return array[..., 0]
+    if array.ndim == 3 and array.shape[2] in (3, 4):  # RGB or RGBA: alpha carries no anatomy
+        rgb = to_unit_float(array[..., :3])
+        return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+    raise UnsupportedImageError(f"unsupported sample layout {array.shape}")
+
+
+def _pil_frame_to_gray(frame: Image.Image) -> np.ndarray:
+    mode = frame.mode
+    if mode in ("L", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return to_unit_float(np.asarray(frame))
+    if mode == "I":
+        # 32-bit container; Pillow uses it for 16-bit PNGs, so values are read on the 16-bit scale.
+        values = np.asarray(frame).astype(np.float64)
+        return np.clip(values / 65535.0, 0.0, 1.0).astype(np.float32)
+    if mode == "1":
+        return np.asarray(frame.convert("L")).astype(np.float32) / 255.0
+    if mode in ("LA", "La"):
+        return np.asarray(frame.getchannel(0)).astype(np.float32) / 255.0
+    # RGB, RGBA, P, PA, CMYK, YCbCr, LAB, HSV: let Pillow map to RGB, then to luminance.
+    return _luminance(np.asarray(frame.convert("RGB"))).astype(np.float32)
+
+
+def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarray:
+    """Fallback for TIFF sample formats Pillow cannot open (e.g. 16-bit RGB, multi-sample float)."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if frame >= len(tif.pages):
+                raise UnreadableImageError(f"TIFF has {len(tif.pages)} page(s); page {frame} was asked for")
+            page = tif.pages[frame]
+            shape = page.shape
+            if len(shape) < 2:
+                raise UnsupportedImageError(f"TIFF page has shape {shape}")
+            _check_size(shape[1], shape[0], max_pixels)
+            array = page.asarray()
+    except ImageError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise UnreadableImageError(f"TIFF could not be decoded: {exc}") from None
+    gray = _luminance(array)
+    return to_unit_float(gray)
+
+
+def count_frames(data: bytes) -> int:
+    """Number of frames (pages) in an image; 1 for single-frame formats."""
+    with Image.open(io.BytesIO(data)) as image:
+        return getattr(image, "n_frames", 1)
+
+
+def iter_frames(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
+    """Yield every frame of a (multi-page) image as float32 grayscale in [0, 1]."""
+    image = _open(data, max_pixels)
+    with image:
+        for frame in ImageSequence.Iterator(image):
+            _check_size(frame.width, frame.height, max_pixels)
+            yield _load(frame)
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise EmptyImageError("the file is empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(
+            "not a supported image (accepted: TIFF, PNG, JPEG, BMP)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc)) from None
+    except Exception as exc:
+        raise UnreadableImageError(f"image header could not be read: {exc}") from None
+    if image.format not in SUPPORTED_FORMATS:
+        image.close()
+        raise UnsupportedImageError(
+            f"image format {image.format} is not supported (accepted: TIFF, PNG, JPEG, BMP)"
+        )
+    _check_size(image.width, image.height, max_pixels)
+    return image
+
+
+def _load(frame: Image.Image) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame.load()
+        return _pil_frame_to_gray(frame)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnreadableImageError(f"image data is truncated or damaged: {exc}") from None
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int = 0) -> np.ndarray:
+    """Decode image bytes to float32 grayscale in [0, 1], H x W, at the image's own size.
+
+    The size is checked against `max_pixels` from the header before any pixel is decoded, so a
+    decompression bomb costs nothing. Multi-page TIFFs give page `frame` (the first by default).
+    """
+    image = _open(data, max_pixels)
+    with image:
+        is_tiff = image.format == "TIFF"
+        try:
+            image.seek(frame)
+        except EOFError:
+            raise UnreadableImageError(f"image has no frame {frame}") from None
+        try:
+            return _load(image)
+        except UnreadableImageError:
+            if not is_tiff:
+                raise
+    return _decode_with_tifffile(data, max_pixels, frame)
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file; errors name the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableImageError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise type(exc)(f"{path}: {exc.message}") from None
+
+
+def resize_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a float map; area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    if array.shape == (height, width):
+        return array.astype(np.float32, copy=False)
+    shrinking = height * width < array.shape[0] * array.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(array.astype(np.float32, copy=False), (width, height), interpolation=interpolation)
+
+
+def to_model_input(gray: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """One grayscale [0, 1] image -> (height, width, 1) normalised float32 network input."""
+    small = resize_to(gray, spec.height, spec.width)
+    return ((small - spec.mean) / spec.std)[..., None].astype(np.float32)
+
+
+def to_model_batch(grays: list[np.ndarray], spec: InputSpec) -> np.ndarray:
+    """Several grayscale images of any sizes -> (N, height, width, 1) batch."""
+    if not grays:
+        return np.zeros((0, spec.height, spec.width, 1), np.float32)
+    return np.stack([to_model_input(g, spec) for g in grays])
