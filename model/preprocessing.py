@@ -248,10 +248,14 @@ def resize_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32, copy=False), (width, height), interpolation=interpolation)
 
 
+def normalise(small: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Model-size [0, 1] image(s) -> normalised float32 with a trailing channel axis."""
+    return ((small - np.float32(spec.mean)) / np.float32(spec.std))[..., None].astype(np.float32)
+
+
 def to_model_input(gray: np.ndarray, spec: InputSpec) -> np.ndarray:
     """One grayscale [0, 1] image -> (height, width, 1) normalised float32 network input."""
-    small = resize_to(gray, spec.height, spec.width)
-    return ((small - spec.mean) / spec.std)[..., None].astype(np.float32)
+    return normalise(resize_to(gray, spec.height, spec.width), spec)
 
 
 def to_model_batch(grays: list[np.ndarray], spec: InputSpec) -> np.ndarray:

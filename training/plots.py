@@ -1,0 +1,70 @@
+"""Pictures for people: training curves, per-subject Dice bars, best/worst overlay grids.
+
+matplotlib with the non-interactive Agg backend, so plots render on a headless machine.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curve(log_csv: Path, out_png: Path, title: str) -> None:
+    """Loss and Dice per epoch, training against validation, from Keras' CSVLogger file."""
+    with open(log_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, axis in (("loss", ax_loss), ("kaggle_dice", ax_dice)):
+        axis.plot(epochs, [float(r[key]) for r in rows], label="train")
+        if f"val_{key}" in rows[0]:
+            axis.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key)
+        axis.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def plot_subject_dice(per_subject: dict[int, float], out_png: Path) -> None:
+    """Mean Kaggle Dice per held-out subject, sorted, to show which subjects the model fails on."""
+    items = sorted(per_subject.items(), key=lambda kv: kv[1])
+    fig, axis = plt.subplots(figsize=(max(6, len(items) * 0.25), 4))
+    axis.bar([str(k) for k, _ in items], [v for _, v in items], color="#3b7dd8")
+    axis.axhline(float(np.mean([v for _, v in items])), color="k", linestyle="--", label="mean over subjects")
+    axis.set_xlabel("subject")
+    axis.set_ylabel("mean Kaggle Dice")
+    axis.set_ylim(0, 1)
+    axis.tick_params(axis="x", labelrotation=90, labelsize=7)
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def plot_overlay_grid(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], out_png: Path,
+                      columns: int = 4) -> None:
+    """Frames with truth (green outline) and prediction (red fill); each panel is (title, image, truth, pred)."""
+    rows = max(1, int(np.ceil(len(panels) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 3.2, rows * 2.6))
+    for axis in np.atleast_1d(axes).ravel():
+        axis.axis("off")
+    for axis, (title, image, truth, pred) in zip(np.atleast_1d(axes).ravel(), panels, strict=False):
+        axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+        axis.imshow(np.ma.masked_where(pred == 0, pred), cmap="autumn", alpha=0.45)
+        if truth.any():
+            axis.contour(truth, levels=[0.5], colors="lime", linewidths=1)
+        axis.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,213 @@
+"""Train the U-Net with subject-wise cross-validation and write the model/ artifact.
+
+    python -m training.train --data ../shared/data/ultrasound-nerve --out runs/cv
+
+For each of K folds (split by subject): train on the other folds minus a few inner-validation subjects
+(early stopping, best checkpoint), predict the held-out fold. Threshold and min-area are then calibrated
+on out-of-fold predictions: each fold's reported figures use parameters calibrated on the *other* folds
+only, and the shipped parameters on all of them. The shipped weights are either a final model trained on
+every subject (--final-epochs N) or one fold's model (--ship-fold K). A stopped run resumes: finished
+folds are skipped and an unfinished one continues from its last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model.architecture import UNetConfig
+from model.artifact import MODEL_DIR, save_artifact
+from model.postprocessing import PostprocessConfig
+from model.preprocessing import InputSpec, normalise
+from training.data import Dataset, DatasetError, load_dataset
+from training.fit import TrainConfig, fit
+from training.plots import plot_training_curve
+from training.scoring import calibrate, score_frames, summarise
+from training.split import fold_indices, inner_validation_subjects, subject_folds
+
+VERSION = "1.0.0"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="Kaggle-layout folder (with train/ or the train folder)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, curves, artifact")
+    p.add_argument("--folds", type=int, default=5, help="subject-wise folds (default 5)")
+    p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the cosine schedule")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=96)
+    p.add_argument("--filters", type=int, default=16, help="base filters of the U-Net")
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.12, help="inner-validation share of training subjects")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-augment", action="store_true")
+    ship = p.add_mutually_exclusive_group()
+    ship.add_argument("--final-epochs", type=int, default=None,
+                      help="after CV, train the shipped model on every subject for this many epochs")
+    ship.add_argument("--ship-fold", type=int, default=0, help="ship this fold's model (default 0)")
+    p.add_argument("--install", action="store_true", help="copy the artifact into model/ (the served model)")
+    return p.parse_args(argv)
+
+
+def normalisation_constants(data: Dataset) -> tuple[float, float]:
+    """Mean and std of the training pixels, stored in metadata so serving normalises identically."""
+    return float(data.images.mean()), float(data.images.std())
+
+
+def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig) -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "name": "brachial-plexus-unet",
+        "version": VERSION,
+        "changelog": {VERSION: "First release: U-Net + BatchNorm, BCE + soft Dice, augmentation, cosine LR, "
+                      "flip TTA, calibrated threshold and min-area gate."},
+        "intended_use": "Research only; not a medical device.",
+        "input": {"height": arch.height, "width": arch.width, "channels": 1, "dtype": "float32",
+                  "layout": "NHWC", "value_range": "grayscale scaled to [0, 1] by bit depth, then normalised",
+                  "resize": "area when shrinking, bilinear when enlarging (OpenCV)",
+                  "normalisation": {"mean": spec.mean, "std": spec.std}},
+        "output": {"shape": [arch.height, arch.width, 1], "dtype": "float32", "value_range": [0.0, 1.0],
+                   "meaning": "per-pixel nerve probability (sigmoid); resized back to the input size"},
+        "architecture": {"type": "U-Net", **arch.to_dict()},
+        "training": {**cfg.to_dict(), "loss": "BCE + per-image soft Dice", "optimizer": "Adam",
+                     "schedule": "cosine with linear warm-up", "folds": args.folds,
+                     "val_fraction": args.val_fraction},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version(), "numpy": np.__version__},
+        "seed": cfg.seed,
+    }
+
+
+def run_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
+             cfg: TrainConfig, args: argparse.Namespace) -> dict:
+    """Train fold k (or reuse its finished result) and return its out-of-fold probability maps."""
+    fold_dir = args.out / f"fold{k}"
+    done = fold_dir / "oof.npz"
+    if done.exists():
+        print(f"fold {k}: finished earlier, reusing {done}", flush=True)
+        saved = np.load(done)
+        return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
+    test_subjects = folds[k]
+    train_subjects = sorted(s for i, f in enumerate(folds) if i != k for s in f)
+    val_subjects = inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
+    fit_subjects = [s for s in train_subjects if s not in val_subjects]
+    print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
+    started = time.time()
+    model, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
+                         data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir)
+    plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
+    from model.segmenter import Segmenter
+
+    index = fold_indices(data.subjects, test_subjects)
+    segmenter = Segmenter(model, {**base_metadata(args, arch, spec, cfg),
+                                  "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
+                                  "weights": {"sha256": ""}})
+    maps = segmenter.probability_maps(normalise(data.images[index], spec))
+    val_dice = history.get("val_kaggle_dice", [0.0])
+    best_epoch = int(np.argmax(val_dice)) + 1
+    np.savez(done, index=index, maps=maps, best_epoch=best_epoch)
+    (fold_dir / "fold.json").write_text(json.dumps({
+        "test_subjects": test_subjects, "inner_validation_subjects": val_subjects,
+        "training_subjects": fit_subjects, "best_epoch": best_epoch,
+        "seconds": round(time.time() - started, 1)}, indent=2))
+    return {"index": index, "maps": maps, "best_epoch": best_epoch}
+
+
+def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessConfig) -> tuple[list, list]:
+    """Per-fold held-out figures, each with threshold/min-area calibrated on the other folds only."""
+    per_fold, frames = [], []
+    for k, res in enumerate(results):
+        others = [r for i, r in enumerate(results) if i != k]
+        maps = np.concatenate([r["maps"] for r in others])
+        masks = [data.full_masks[i] for r in others for i in r["index"]]
+        chosen = calibrate(maps, masks, post)
+        fold_post = PostprocessConfig(chosen["threshold"], chosen["min_area_px"], post.model_height,
+                                      post.model_width)
+        scores = score_frames(res["maps"], [data.full_masks[i] for i in res["index"]], fold_post)
+        per_fold.append({"fold": k, "subjects": sorted({int(data.subjects[i]) for i in res["index"]}),
+                         "threshold": chosen["threshold"], "min_area_px": chosen["min_area_px"],
+                         **summarise(scores)})
+        for i, s in zip(res["index"], scores, strict=True):
+            frames.append((int(i), k, s))
+    return per_fold, frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                      patience=args.patience, seed=args.seed, augment=not args.no_augment)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        data = load_dataset(args.data, arch.height, arch.width)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mean, std = normalisation_constants(data)
+    spec = InputSpec(arch.height, arch.width, mean, std)
+    folds = subject_folds(data.subjects, args.folds, args.seed)
+    print(f"{len(data)} frames, {len(np.unique(data.subjects))} subjects, folds: {folds}", flush=True)
+    (args.out / "folds.json").write_text(json.dumps(folds))
+
+    wanted = range(args.folds) if args.only_fold is None else [args.only_fold]
+    results = [run_fold(k, folds, data, arch, spec, cfg, args) for k in wanted]
+    if args.only_fold is not None:
+        return 0
+
+    post = PostprocessConfig(0.5, 0, arch.height, arch.width)
+    per_fold, _ = cross_fitted_figures(results, data, post)
+    all_maps = np.concatenate([r["maps"] for r in results])
+    all_masks = [data.full_masks[i] for r in results for i in r["index"]]
+    shipped_post = calibrate(all_maps, all_masks, post)
+    keys = ("nerve_present_dice", "kaggle_dice", "presence_recall")
+    mean = {key: float(np.mean([f[key] for f in per_fold if f[key] is not None])) for key in keys}
+    empties = [f for f in per_fold if f["empty_frames"]]
+    mean["empty_kept_empty"] = f"{sum(f['empty_kept_empty'] for f in empties)}/" \
+                               f"{sum(f['empty_frames'] for f in empties)}"
+
+    metadata = base_metadata(args, arch, spec, cfg)
+    metadata["postprocessing"] = {"threshold": shipped_post["threshold"],
+                                  "min_area_px": shipped_post["min_area_px"],
+                                  "min_area_units": "model-input pixels, scaled by image area",
+                                  "tta": ["hflip"], "calibration": shipped_post}
+    metadata["data"] = {"source": "Kaggle Ultrasound Nerve Segmentation (2016), Kaggle layout",
+                        "frames": len(data), "subjects": sorted(int(s) for s in np.unique(data.subjects)),
+                        "nerve_present_frames": int(sum(m.any() for m in data.full_masks))}
+    metadata["folds"] = [{"fold": k, "subjects": f} for k, f in enumerate(folds)]
+    metadata["figures"] = {"evaluation": "subject-held-out, cross-fitted calibration", "per_fold": per_fold,
+                           "mean": mean}
+
+    if args.final_epochs:
+        final_cfg = TrainConfig(**{**cfg.to_dict(), "epochs": args.final_epochs})
+        model, _ = fit(data, None, arch, spec, final_cfg, args.out / "final")
+        metadata["shipped_weights"] = (f"trained on all {len(np.unique(data.subjects))} subjects for "
+                                       f"{args.final_epochs} epochs after cross-validation")
+    else:
+        import keras
+
+        model = keras.models.load_model(args.out / f"fold{args.ship_fold}" / "best.keras", compile=False)
+        metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
+                                       f"its own held-out figures are per_fold[{args.ship_fold}]")
+    artifact_dir = args.out / "model"
+    metadata = save_artifact(model, metadata, artifact_dir)
+    if args.install:
+        save_artifact(model, metadata, MODEL_DIR)
+    (args.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
+    print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
