@@ -1,0 +1,75 @@
+# Every target builds .venv on first use (python3.11, else python3) and reinstalls it when a requirements
+# file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
+#   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
+#   make test       the whole test suite (installs Debian chromium for the browser test when root)
+#   make train      5-fold cross-validated training on $(DATA), installs the shipped fold into model/
+#   make evaluate   evaluate model/ on $(DATA) into runs/eval
+#   make bench      every benchmark script in benchmarks/
+#   make lint       ruff, and hadolint on the Dockerfile
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+REQUIREMENTS := requirements.txt requirements-dev.txt
+REQUIREMENTS_SUM := $(shell cat $(REQUIREMENTS) | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(REQUIREMENTS_SUM)
+
+PORT ?= 8000
+export PORT
+DATA ?= ../shared/data/ultrasound-nerve
+PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help venv run test train evaluate bench lint chromium clean
+
+help:
+	@sed -n 's/^#   make /make /p' Makefile
+
+venv: $(STAMP)
+
+$(STAMP): $(REQUIREMENTS)
+	@test -n "$(PYTHON)" || { echo "make: neither python3.11 nor python3 is on PATH" >&2; exit 1; }
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: venv
+	exec $(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
+
+# The browser test drives Debian's chromium; without it (not root, no apt-get) that test skips itself.
+chromium:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: venv chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+train: venv
+	$(PY) -m training.train --data $(DATA) --out runs/cv5 --folds 5 --epochs 30 --install
+
+evaluate: venv
+	$(PY) -m training.evaluate --data $(DATA) --model model --out runs/eval
+
+bench: venv
+	@set -e; shopt -s nullglob; scripts=(benchmarks/*.py); \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "no scripts in benchmarks/" >&2; exit 1; fi; \
+	for script in "$${scripts[@]}"; do \
+		case $$(basename $$script) in _*) continue;; esac; \
+		module=$${script%.py}; module=$${module//\//.}; \
+		echo "== $$script"; $(PY) -m $$module; \
+	done
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"; \
+	else echo "hadolint not installed on this platform: Dockerfile not linted"; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
