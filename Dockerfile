@@ -1,0 +1,35 @@
+# The serving image: the Flask app and the shipped model under gunicorn, nothing for tests or training.
+#   docker build -t nerve-seg .
+#   docker run --rm -p 8000:8000 nerve-seg          # Cloud Run sets PORT itself; the app binds 0.0.0.0:$PORT
+# tests/deploy/test_entry_command.py runs this file's CMD outside Docker and checks its rules.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /srv
+
+RUN useradd --create-home --uid 10001 --user-group nerve
+
+# Dependencies first, in their own layer: it is rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY app/ app/
+COPY model/ model/
+COPY templates/ templates/
+COPY static/ static/
+COPY gunicorn.conf.py .
+
+USER 10001:10001
+
+ENV PORT=8000
+EXPOSE 8000
+
+# slim has no curl: ask /readyz (model loaded and warmed) with the interpreter that is already there.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/readyz', timeout=4)"]
+
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
