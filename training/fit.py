@@ -83,7 +83,7 @@ def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, 
         ]
     history = model.fit(
         make_dataset(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
-        validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+        validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, shuffle=False,  # tf.data shuffles
         verbose=1 if sys.stdout.isatty() else 2,
     )
     if val_ds is None:

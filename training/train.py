@@ -101,7 +101,9 @@ def run_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, sp
         return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
     test_subjects = folds[k]
     train_subjects = sorted(s for i, f in enumerate(folds) if i != k for s in f)
-    val_subjects = inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
+    # With a single training subject there is nothing to hold out: train for the fixed epochs instead.
+    val_subjects = (inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
+                    if len(train_subjects) > 1 and args.val_fraction > 0 else [])
     fit_subjects = [s for s in train_subjects if s not in val_subjects]
     print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
     started = time.time()
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         import keras
 
         model = keras.models.load_model(args.out / f"fold{args.ship_fold}" / "best.keras", compile=False)
+        metadata["shipped_fold"] = args.ship_fold
         metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
                                        f"its own held-out figures are per_fold[{args.ship_fold}]")
     artifact_dir = args.out / "model"
