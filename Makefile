@@ -52,7 +52,7 @@ test: venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 train: venv
-	$(PY) -m training.train --data $(DATA) --out runs/cv5 --folds 5 --epochs 30 --install
+	$(PY) -m training.train --data $(DATA) --out runs/cv5 --folds 5 --epochs 20 --patience 6 --install
 
 evaluate: venv
 	$(PY) -m training.evaluate --data $(DATA) --model model --out runs/eval

@@ -27,12 +27,12 @@ MONITOR = "val_kaggle_dice"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-3
     min_lr_fraction: float = 0.01
     warmup_epochs: int = 1
-    patience: int = 10
+    patience: int = 6
     seed: int = 42
     augment: bool = True
 
