@@ -1,0 +1,99 @@
+"""The README's commands are the ones CI, the Makefile and the Dockerfile really run (keeps the docs true)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from tests.deploy import dockerfile
+
+ROOT = dockerfile.ROOT
+README = ROOT / "README.md"
+CI_RUN = ROOT / ".ci" / "run"
+MAKEFILE = ROOT / "Makefile"
+
+
+def fenced_lines(text: str) -> list[str]:
+    """Lines inside ``` blocks, stripped, without comments or blank lines."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+            continue
+        if inside and line.strip() and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return lines
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][\w-]*):", MAKEFILE.read_text(), flags=re.M))
+
+
+def recipe(target: str) -> str:
+    match = re.search(rf"^{target}:.*\n((?:\t.*\n?)+)", MAKEFILE.read_text(), flags=re.M)
+    assert match, f"Makefile has no recipe for {target}"
+    return match.group(1)
+
+
+def ci_commands() -> list[str]:
+    lines = (line.strip() for line in CI_RUN.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_readme_gives_the_two_commands():
+    lines = fenced_lines(README.read_text())
+    assert "make run" in lines and "make test" in lines
+
+
+def test_every_make_command_in_the_readme_is_a_target():
+    targets = make_targets()
+    used = {m for line in fenced_lines(README.read_text()) for m in re.findall(r"\bmake (\w[\w-]*)", line)}
+    assert used, "README shows no make command"
+    assert used <= targets, f"README uses missing targets: {used - targets}"
+
+
+def test_ci_runs_the_readme_test_command_and_lint():
+    commands = ci_commands()
+    assert any(re.match(r"make test(\s|$)", c) for c in commands), "CI must run the README's `make test`"
+    assert any(re.match(r"make lint(\s|$)", c) for c in commands)
+    assert "ruff check" in recipe("lint")
+
+
+def test_make_test_runs_the_whole_pytest_suite():
+    assert re.search(r"\$\(PY\) -m pytest \$\(PYTEST_ARGS\)\s*$", recipe("test"), flags=re.M)
+    assert re.search(r"^PYTEST_ARGS \?=\s*$", MAKEFILE.read_text(), flags=re.M), "no default selection of tests"
+
+
+def test_make_run_is_the_container_entry_command():
+    line = next(line for line in recipe("run").splitlines() if "gunicorn" in line)
+    argv = shlex.split(line.strip())
+    argv = argv[argv.index(next(a for a in argv if a.endswith("gunicorn"))):]
+    argv[0] = Path(argv[0]).name
+    assert argv == dockerfile.cmd()
+
+
+def test_readme_links_resolve():
+    for target in re.findall(r"\]\(([^)#\s]+)", README.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_ci_script_is_executable_bash():
+    assert CI_RUN.stat().st_mode & 0o111, ".ci/run must be executable"
+    assert CI_RUN.read_text().startswith("#!/usr/bin/env bash")
+    assert "set -euo pipefail" in CI_RUN.read_text()
+    subprocess.run(["bash", "-n", str(CI_RUN)], check=True)
+
+
+def test_every_pinned_dependency_is_explained():
+    documented = (ROOT / "docs" / "dependencies.md").read_text().lower()
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if not line or line.startswith("-"):
+                continue
+            package = re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0].lower()
+            assert f"| {package} |" in documented, f"{name}: {package} has no line in docs/dependencies.md"
