@@ -1,0 +1,49 @@
+"""Flask service that finds the brachial plexus in neck ultrasound: a page for people, a JSON API for programs.
+
+`create_app()` is the factory gunicorn calls in each worker after the fork (TensorFlow does not survive a
+fork, so gunicorn.conf.py never preloads): it reads the environment (app/config.py), checks and loads the
+model once, and wires the page and API blueprints, CSRF, security headers and JSON errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from app import api, pages
+from app.config import settings_from_env
+from app.errors import register_json_errors
+from app.model_service import ModelService
+from app.security import add_security_headers
+from app.uploads import InMemoryRequest
+
+
+def create_app(config_overrides: dict | None = None) -> Flask:
+    """Build the app; raises model.artifact.ModelArtifactError when the model is missing or damaged."""
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.request_class = InMemoryRequest
+    app.json.sort_keys = False  # keep fields in the documented order
+    app.config.update(settings_from_env())
+    app.config.update(SESSION_COOKIE_SAMESITE="Lax")
+    app.config.update(config_overrides or {})
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.logger.warning("NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
+                           "a restart and across processes that do not share it")
+
+    service = ModelService(app.config["MODEL_DIR"])
+    if app.config["MODEL_LOADING"] == "background":
+        service.load_in_background()
+    else:
+        service.load()
+    app.extensions["model_service"] = service
+
+    csrf = CSRFProtect(app)
+    csrf.exempt(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    register_json_errors(app)
+    app.after_request(add_security_headers)
+    return app

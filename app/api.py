@@ -1,0 +1,70 @@
+"""The JSON API for programs: /predict, /predict/batch, health, model card and the OpenAPI document.
+
+It is exempt from CSRF (clients are programs, not browsers holding a session) and guarded by an optional
+bearer token instead. docs/api.md is the contract.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.errors import error_response
+from app.inference import analyse, analyse_batch
+from app.model_service import ModelService
+from app.openapi import openapi_spec
+from app.options import request_options
+from app.security import token_required
+from app.uploads import batch_images, single_image
+
+bp = Blueprint("api", __name__)
+
+
+def model_service() -> ModelService:
+    return current_app.extensions["model_service"]
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    service = model_service()
+    if not service.ready:
+        return error_response(503, "model_not_ready", service.not_ready_reason)
+    return jsonify(status="ready", model=service.segmenter.info)
+
+
+@bp.get("/api/model")
+def model_card():
+    service = model_service()
+    config = current_app.config
+    return jsonify(model=service.segmenter.info, metadata=service.metadata, limits={
+        "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
+        "max_pixels": config["MAX_PIXELS"],
+        "max_batch": config["MAX_BATCH"],
+    })
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_spec(current_app.config))
+
+
+@bp.post("/predict")
+@token_required
+def predict():
+    segmenter = model_service().segmenter
+    options = request_options(request)
+    data = single_image(request)
+    return jsonify(analyse(segmenter, data, options, current_app.config["MAX_PIXELS"]))
+
+
+@bp.post("/predict/batch")
+@token_required
+def predict_batch():
+    segmenter = model_service().segmenter
+    options = request_options(request)
+    blobs = batch_images(request, current_app.config["MAX_BATCH"])
+    return jsonify(results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"]))

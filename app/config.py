@@ -1,0 +1,50 @@
+"""Service settings, read from environment variables so one image runs anywhere (docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from model.artifact import MODEL_DIR
+
+#: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: 16 MP (4096 x 4096). Serving one image holds ~20 bytes per pixel (float image, probability map, mask,
+#: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_BATCH = 32
+MODEL_LOADING_MODES = ("eager", "background")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use; the message names it."""
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
+    """Flask config keys from NERVE_* variables; unset or empty variables take their documented default."""
+    loading = environ.get("NERVE_MODEL_LOADING", "").strip() or "eager"
+    if loading not in MODEL_LOADING_MODES:
+        raise ConfigError(f"NERVE_MODEL_LOADING={loading!r} must be one of {', '.join(MODEL_LOADING_MODES)}")
+    return {
+        "MODEL_DIR": Path(environ.get("NERVE_MODEL_DIR", "").strip() or MODEL_DIR),
+        "MODEL_LOADING": loading,
+        "SECRET_KEY": environ.get("NERVE_SECRET_KEY") or None,
+        "API_TOKEN": environ.get("NERVE_API_TOKEN") or None,
+        "MAX_CONTENT_LENGTH": _positive_int(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+        "MAX_PIXELS": _positive_int(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+        "MAX_BATCH": _positive_int(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH),
+    }

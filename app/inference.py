@@ -1,0 +1,111 @@
+"""Image bytes -> the /predict result object, through model/'s own decoding, Segmenter and postprocessing.
+
+Nothing here changes a mask: the served mask is the Segmenter's, encoded losslessly, so it equals the
+mask training's evaluation scored. The API and the page both call `analyse`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from time import perf_counter
+
+import numpy as np
+
+from app.errors import error_body
+from app.imaging import mask_image, overlay_image, png_base64, to_uint8
+from app.options import Options
+from model.postprocessing import Prediction, outer_contours
+from model.preprocessing import ImageError, decode_image
+from model.rle import rle_encode
+from model.segmenter import Segmenter
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def describe(prediction: Prediction, gray: np.ndarray, include: frozenset[str]) -> dict:
+    """The result fields for one prediction; optional fields only when asked for in `include`."""
+    mask = prediction.mask
+    result: dict = {
+        "nerve_present": prediction.nerve_present,
+        "nerve_probability": prediction.nerve_probability,
+        "mask_area_px": prediction.area,
+        "bbox": list(prediction.bbox) if prediction.bbox else None,
+        "width": prediction.width,
+        "height": prediction.height,
+    }
+    contours = outer_contours(mask) if include & {"contours", "overlay_png"} else []
+    if "mask_png" in include:
+        result["mask_png"] = png_base64(mask_image(mask))
+    if "rle" in include:
+        result["rle"] = rle_encode(mask)
+    if "contours" in include:
+        result["contours"] = contours
+    if "overlay_png" in include:
+        result["overlay_png"] = png_base64(overlay_image(gray, mask, contours))
+    if "probability_png" in include:
+        result["probability_png"] = png_base64(to_uint8(prediction.probability))
+    if "image_png" in include:
+        result["image_png"] = png_base64(to_uint8(gray))
+    return result
+
+
+def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, include: frozenset[str],
+            decode_s: float, infer_s: float) -> dict:
+    """describe() plus the model's identity and timings; `total` is decode + infer + encoding the outputs."""
+    encode_start = perf_counter()
+    result = describe(prediction, gray, include)
+    result["model"] = segmenter.info
+    total = decode_s + infer_s + perf_counter() - encode_start
+    result["timing_ms"] = {"decode": _ms(decode_s), "infer": _ms(infer_s), "total": _ms(total)}
+    return result
+
+
+def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int) -> dict:
+    """One image; ImageError propagates for the caller to report."""
+    start = perf_counter()
+    gray = decode_image(data, max_pixels=max_pixels)
+    decoded = perf_counter()
+    prediction = segmenter.predict(gray, options.threshold)
+    return _result(segmenter, prediction, gray, options.include, decoded - start, perf_counter() - decoded)
+
+
+def _decoded(blobs: list[bytes], max_pixels: int, results: list) -> Iterator[tuple[int, np.ndarray, float]]:
+    """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place."""
+    for index, data in enumerate(blobs):
+        start = perf_counter()
+        try:
+            gray = decode_image(data, max_pixels=max_pixels)
+        except ImageError as exc:
+            results[index] = error_body(exc.code, exc.message)
+            continue
+        yield index, gray, perf_counter() - start
+
+
+def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int) -> list[dict]:
+    """Several images, each answered by a result or its own error, in order.
+
+    Images go to the network in groups of at most `max_pixels` decoded pixels in all (a single image may
+    reach that limit alone), so a batch never holds much more memory than one maximal image. A frame's
+    prediction is bitwise the same alone or in a group (model/segmenter.py), and in a group `infer` is the
+    group's model time shared evenly among its images.
+    """
+    results: list = [None] * len(blobs)
+    group: list[tuple[int, np.ndarray, float]] = []
+
+    def flush() -> None:
+        start = perf_counter()
+        predictions = segmenter.predict_many([gray for _, gray, _ in group], options.threshold)
+        infer = (perf_counter() - start) / len(group)
+        for (index, gray, decode), prediction in zip(group, predictions, strict=True):
+            results[index] = _result(segmenter, prediction, gray, options.include, decode, infer)
+        group.clear()
+
+    for item in _decoded(blobs, max_pixels, results):
+        if group and sum(gray.size for _, gray, _ in group) + item[1].size > max_pixels:
+            flush()
+        group.append(item)
+    if group:
+        flush()
+    return results

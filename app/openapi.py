@@ -1,0 +1,213 @@
+"""The OpenAPI 3.1 description served at /openapi.json.
+
+Written by hand as the contract clients rely on; tests/app/test_openapi.py validates real responses against
+these schemas, so the document cannot drift from what the service does. Limits come from the running
+configuration.
+"""
+
+from __future__ import annotations
+
+from app.options import DEFAULT_INCLUDE, OPTIONAL_FIELDS
+
+ERROR_CODES = {
+    400: "missing_file, multiple_files, too_many_images, invalid_parameter, invalid_image, empty_image, "
+         "unreadable_image, bad_request",
+    401: "unauthorized (only when NERVE_API_TOKEN is set)",
+    413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit)",
+    415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format",
+    503: "model_not_ready",
+}
+
+PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$",
+                         "description": "Stable snake_case code for programs to branch on."},
+                "message": {"type": "string", "description": "Explanation for people; wording may change."},
+            },
+        }},
+    },
+    "ModelInfo": {
+        "type": "object",
+        "required": ["name", "version", "sha256"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+    },
+    "PredictResult": {
+        "type": "object",
+        "required": ["nerve_present", "nerve_probability", "mask_area_px", "bbox", "width", "height",
+                     "model", "timing_ms"],
+        "additionalProperties": False,
+        "properties": {
+            "nerve_present": {"type": "boolean", "description": "True exactly when the returned mask is not empty."},
+            "nerve_probability": {
+                "type": "number", "minimum": 0, "maximum": 1,
+                "description": "Probability that a nerve is in view, derived from the probability map: its "
+                               "peak at model resolution (this model has no separate presence head). A "
+                               "high value with an empty mask means the region was below the min-area gate.",
+            },
+            "mask_area_px": {"type": "integer", "minimum": 0, "description": "Nerve pixels in the mask."},
+            "bbox": {
+                "description": "[x, y, w, h] of the mask in input pixels; null when the mask is empty.",
+                "oneOf": [{"type": "null"},
+                          {"type": "array", "items": {"type": "integer", "minimum": 0},
+                           "minItems": 4, "maxItems": 4}],
+            },
+            "width": {"type": "integer", "minimum": 1},
+            "height": {"type": "integer", "minimum": 1},
+            "mask_png": {**PNG_BASE64, "description": "8-bit grayscale PNG, width x height, 0 or 255."},
+            "rle": {"type": "string", "pattern": "^([0-9]+ [0-9]+( [0-9]+ [0-9]+)*)?$",
+                    "description": "Kaggle RLE of the mask: 1-indexed, column-major 'start length' pairs; "
+                                   "empty string when the mask is empty."},
+            "contours": {
+                "description": "Outer boundary of each mask component, as [x, y] input-pixel points.",
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
+                                                     "minItems": 2, "maxItems": 2}},
+            },
+            "overlay_png": {**PNG_BASE64, "description": "RGB PNG: the image with the mask filled and outlined."},
+            "probability_png": {**PNG_BASE64, "description": "8-bit PNG of the pixel probabilities x 255."},
+            "image_png": {**PNG_BASE64, "description": "The input as an 8-bit grayscale PNG (for display)."},
+            "model": {"$ref": "#/components/schemas/ModelInfo"},
+            "timing_ms": {
+                "type": "object",
+                "required": ["decode", "infer", "total"],
+                "additionalProperties": False,
+                "description": "Server time in ms. infer covers resizing, the network and postprocessing; in "
+                               "a batch it is the shared model call divided evenly. total = decode + infer + "
+                               "encoding the outputs.",
+                "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")},
+            },
+        },
+    },
+    "BatchResponse": {
+        "type": "object",
+        "required": ["results"],
+        "additionalProperties": False,
+        "properties": {"results": {"type": "array", "items": {"oneOf": [
+            {"$ref": "#/components/schemas/PredictResult"}, {"$ref": "#/components/schemas/Error"}]}}},
+    },
+    "Health": {
+        "type": "object", "required": ["status"], "additionalProperties": False,
+        "properties": {"status": {"const": "ok"}},
+    },
+    "Ready": {
+        "type": "object", "required": ["status", "model"], "additionalProperties": False,
+        "properties": {"status": {"const": "ready"}, "model": {"$ref": "#/components/schemas/ModelInfo"}},
+    },
+    "ModelCard": {
+        "type": "object",
+        "required": ["model", "metadata", "limits"],
+        "additionalProperties": False,
+        "properties": {
+            "model": {"$ref": "#/components/schemas/ModelInfo"},
+            "metadata": {"type": "object", "description": "The model's metadata.json as shipped: input format, "
+                                                          "normalisation, postprocessing, provenance and, when "
+                                                          "training recorded them, model-card figures."},
+            "limits": {
+                "type": "object",
+                "required": ["max_upload_bytes", "max_pixels", "max_batch"],
+                "additionalProperties": False,
+                "properties": {k: {"type": "integer", "minimum": 1}
+                               for k in ("max_upload_bytes", "max_pixels", "max_batch")},
+            },
+        },
+    },
+}
+
+
+def _json(ref: str, description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _errors(*statuses: int) -> dict:
+    return {str(s): _json("Error", ERROR_CODES[s]) for s in statuses}
+
+
+def _parameters() -> list[dict]:
+    include = ",".join(sorted(DEFAULT_INCLUDE))
+    return [
+        {"name": "threshold", "in": "query", "required": False,
+         "description": "Pixel probability cut (a pixel is nerve when p >= threshold), strictly between 0 "
+                        "and 1; default: the calibrated value in the model's metadata. May also be a form "
+                        "field, which wins over the query string.",
+         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+        {"name": "include", "in": "query", "required": False,
+         "description": f"Comma list of optional fields from {', '.join(OPTIONAL_FIELDS)}; default "
+                        f"'{include}'; an empty value asks for none. May also be a form field.",
+         "schema": {"type": "string"}},
+    ]
+
+
+def openapi_spec(config: dict) -> dict:
+    image_part = {"type": "string", "contentMediaType": "application/octet-stream",
+                  "description": "TIFF (8/16-bit or float, first page of a multi-page file), PNG, JPEG or BMP."}
+    form_fields = {"threshold": {"type": "string"}, "include": {"type": "string"}}
+    limits = (f"Bodies over {config['MAX_CONTENT_LENGTH']} bytes and images over {config['MAX_PIXELS']} "
+              "pixels are refused with 413.")
+    secured = [{}, {"bearerAuth": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Brachial plexus nerve segmentation",
+            "version": "1.0.0",
+            "description": "Research use only, not a medical device. Finds the brachial plexus in neck "
+                           "ultrasound with a U-Net. Errors are always {\"error\": {\"code\", \"message\"}}.",
+        },
+        "paths": {
+            "/predict": {"post": {
+                "summary": "Segment one image",
+                "description": "The image in multipart field `image`, or as the raw body with an image/* "
+                               "Content-Type. " + limits,
+                "security": secured,
+                "parameters": _parameters(),
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                                       "properties": {"image": image_part, **form_fields}}},
+                    "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                }},
+                "responses": {"200": _json("PredictResult", "The prediction."),
+                              **_errors(400, 401, 413, 415, 503)},
+            }},
+            "/predict/batch": {"post": {
+                "summary": "Segment several images",
+                "description": f"Up to {config['MAX_BATCH']} files in multipart field `images`. Each file "
+                               "gets a result or its own error object, in order; one bad file does not fail "
+                               "the others. " + limits,
+                "security": secured,
+                "parameters": _parameters(),
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": ["images"],
+                    "properties": {"images": {"type": "array", "items": image_part}, **form_fields}}}}},
+                "responses": {"200": _json("BatchResponse", "One entry per file, in order."),
+                              **_errors(400, 401, 413, 415, 503)},
+            }},
+            "/healthz": {"get": {"summary": "The process is alive",
+                                 "responses": {"200": _json("Health", "Alive.")}}},
+            "/readyz": {"get": {"summary": "The model is loaded and warmed up",
+                                "responses": {"200": _json("Ready", "Ready to predict."), **_errors(503)}}},
+            "/api/model": {"get": {"summary": "Model identity, metadata, model-card figures and limits",
+                                   "responses": {"200": _json("ModelCard", "The served model."),
+                                                 **_errors(503)}}},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3.1 document.",
+                                                            "content": {"application/json": {}}}}}},
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "Required on the predict endpoints only when NERVE_API_TOKEN is set."}},
+        },
+    }

@@ -1,0 +1,64 @@
+"""Getting image bytes out of a request, in memory only.
+
+Uploads are patients' images: they are never written to disk (Werkzeug spools files over 500 kB to a
+temporary file by default) and their client-side filenames are never read. MAX_CONTENT_LENGTH bounds the
+memory a request can take.
+"""
+
+from __future__ import annotations
+
+import io
+
+from flask import Request
+
+from app.errors import ApiError
+
+IMAGE_FIELD = "image"
+BATCH_FIELD = "images"
+
+
+class InMemoryRequest(Request):
+    """A Flask request whose multipart file parts are kept in memory."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> io.BytesIO:
+        return io.BytesIO()
+
+
+def _missing(field: str) -> ApiError:
+    return ApiError(400, "missing_file", f"no file in the multipart field '{field}'")
+
+
+def _not_multipart(request: Request, field: str) -> ApiError:
+    if not request.mimetype and not request.content_length:
+        return _missing(field)
+    return ApiError(415, "unsupported_media_type",
+                    f"Content-Type '{request.mimetype}' is not multipart/form-data with the field '{field}'"
+                    + (" or an image type" if field == IMAGE_FIELD else ""))
+
+
+def single_image(request: Request) -> bytes:
+    """The bytes of the one image of a /predict request: multipart field `image`, or a raw image/* body."""
+    if request.mimetype.startswith("image/"):
+        return request.get_data(cache=False)
+    if request.mimetype != "multipart/form-data":
+        raise _not_multipart(request, IMAGE_FIELD)
+    files = request.files.getlist(IMAGE_FIELD)
+    if not files:
+        raise _missing(IMAGE_FIELD)
+    if len(files) > 1:
+        raise ApiError(400, "multiple_files",
+                       f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch")
+    return files[0].read()
+
+
+def batch_images(request: Request, max_count: int) -> list[bytes]:
+    """The bytes of every file in the multipart field `images`, in order."""
+    if request.mimetype != "multipart/form-data":
+        raise _not_multipart(request, BATCH_FIELD)
+    files = request.files.getlist(BATCH_FIELD)
+    if not files:
+        raise _missing(BATCH_FIELD)
+    if len(files) > max_count:
+        raise ApiError(400, "too_many_images", f"{len(files)} files sent; the limit is {max_count} per request")
+    return [file.read() for file in files]
