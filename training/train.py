@@ -27,6 +27,8 @@ from model.postprocessing import PostprocessConfig
 from model.preprocessing import InputSpec, normalise
 from training.data import Dataset, DatasetError, load_dataset
 from training.fit import TrainConfig, fit
+from training.model_card import NOTES
+from training.model_card import render as render_card
 from training.plots import plot_training_curve
 from training.scoring import calibrate, score_frames, summarise
 from training.split import fold_indices, inner_validation_subjects, subject_folds
@@ -203,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         metadata["shipped_fold"] = args.ship_fold
         metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
                                        f"its own held-out figures are per_fold[{args.ship_fold}]")
-    artifact_dir = args.out / "model"
-    metadata = save_artifact(model, metadata, artifact_dir)
-    if args.install:
-        save_artifact(model, metadata, MODEL_DIR)
+    notes = NOTES.read_text() if NOTES.exists() else ""
+    targets = [args.out / "model"] + ([MODEL_DIR] if args.install else [])
+    for target in targets:
+        written = save_artifact(model, metadata, target)
+        (target / "MODEL_CARD.md").write_text(render_card(written, notes))
     (args.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
     print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))
     return 0

@@ -53,6 +53,9 @@ def test_training_writes_logs_curves_and_a_verified_artifact(run_dir):
     assert len(meta["figures"]["per_fold"]) == 2
     segmenter = Segmenter.load(out / "model")
     assert segmenter.predict(phantom(120, 160) / 255.0).mask.shape == (120, 160)
+    card = (out / "model" / "MODEL_CARD.md").read_text()
+    assert "Research use only" in card and meta["weights"]["sha256"] in card
+    assert f"{meta['figures']['mean']['nerve_present_dice']:.3f}" in card
 
 
 def test_a_rerun_resumes_from_finished_folds(run_dir, capsys):

@@ -1,0 +1,123 @@
+"""Render model/MODEL_CARD.md from model/metadata.json, so the card's figures are the measured ones.
+
+    python -m training.model_card [--model-dir model] [--notes training/card_notes.md]
+
+The numbers (folds, per-fold and mean subject-held-out figures, calibration, data, versions) come from
+the metadata training wrote; the prose on failure modes comes from a notes file written by a person who
+looked at the evaluation pictures (they show real frames, so they are never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata
+
+NOTES = Path(__file__).with_name("card_notes.md")
+
+
+HEADER = ("| fold | held-out subjects | frames | nerve-present Dice | Kaggle Dice | presence recall "
+          "| empties kept empty | threshold / min area |\n|---|---|---|---|---|---|---|---|")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def render(meta: dict, notes: str) -> str:
+    figures = meta["figures"]
+    mean = figures["mean"]
+    arch = meta["architecture"]
+    training = meta["training"]
+    post = meta["postprocessing"]
+    rows = "\n".join(
+        f"| {f['fold']} | {', '.join(map(str, f['subjects']))} | {f['frames']} | {_num(f['nerve_present_dice'])} "
+        f"| {_num(f['kaggle_dice'])} | {_pct(f['presence_recall'])} | "
+        f"{f['empty_kept_empty']}/{f['empty_frames']} | {f['threshold']:.2f} / {f['min_area_px']} |"
+        for f in figures["per_fold"]
+    )
+    mean_row = (f"| **mean** | | | **{_num(mean['nerve_present_dice'])}** | **{_num(mean['kaggle_dice'])}** | "
+                f"**{_pct(mean['presence_recall'])}** | **{mean['empty_kept_empty']}** | |")
+    return f"""# Model card: {meta['name']} {meta['version']}
+
+**Research use only. Not a medical device.** Not validated for clinical decisions; do not use it to guide
+a needle or a catheter.
+
+## What it does
+Segments the brachial plexus in a single B-mode neck ultrasound frame: a per-pixel nerve probability,
+a binary mask at the input image's own size, and a presence decision (the mask is non-empty).
+
+## Shipped weights
+- `model/{meta['weights']['file']}` ({meta['weights']['bytes'] / 1e6:.1f} MB, {meta['weights']['parameters']:,}
+  parameters, sha256 `{meta['weights']['sha256']}`).
+- **What they were trained on:** {meta['shipped_weights']}.
+- Architecture: U-Net, depth {arch['depth']}, {arch['base_filters']} base filters, BatchNorm, dropout
+  {arch['dropout']}, sigmoid output; input {arch['height']} x {arch['width']} grayscale.
+- Training: {training['loss']}, {training['optimizer']} peak lr {training['learning_rate']}, {training['schedule']},
+  {training['epochs']} epochs max (early stopping on inner-validation Dice, patience {training['patience']}),
+  batch {training['batch_size']}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
+  contrast, gamma), seed {meta['seed']}. Test-time augmentation: horizontal flip.
+- Preprocessing: any image -> grayscale in [0, 1] by bit depth -> area resize to the input size ->
+  (x - {meta['input']['normalisation']['mean']:.4f}) / {meta['input']['normalisation']['std']:.4f}.
+- Postprocessing: probability resized back to the image size, pixel is nerve when p >= {post['threshold']:.2f},
+  connected components under {post['min_area_px']} model-input pixels (scaled to the image area) removed.
+  `nerve_probability` is the peak of the probability map. Calibration rule: {post['calibration']['rule']}
+  (calibrated on {post['calibration']['calibration_frames']} out-of-fold frames).
+
+## Data
+{meta['data']['source']}: {meta['data']['frames']} frames of {len(meta['data']['subjects'])} subjects,
+{meta['data']['nerve_present_frames']} with a nerve.
+
+## How quality was measured
+Subject-wise {training['folds']}-fold cross-validation: no subject is in two folds. Each fold's model trained on
+the other folds' subjects minus {int(training['val_fraction'] * 100)}% inner-validation subjects (early stopping
+and checkpoint choice). Each fold's figures use a threshold and min-area calibrated on the **other** folds'
+out-of-fold predictions only. Dice is Kaggle's per-image Dice (1 when both masks are empty).
+
+{HEADER}
+{rows}
+{mean_row}
+
+These figures estimate how the training recipe does on subjects it never saw. {_shipped_estimate(meta)}
+
+{notes.strip()}
+
+## Versions
+TensorFlow {meta['versions']['tensorflow']}, Keras {meta['versions']['keras']}, Python
+{meta['versions']['python']}, NumPy {meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
+"""
+
+
+def _shipped_estimate(meta: dict) -> str:
+    fold = meta.get("shipped_fold")
+    if fold is None:
+        return "The shipped weights saw every subject, so no figure is held out for them; the mean is the estimate."
+    own = meta["figures"]["per_fold"][fold]
+    return (f"The shipped weights are fold {fold}'s model: its own held-out figures are the fold {fold} row "
+            f"(nerve-present Dice {_num(own['nerve_present_dice'])}); every other row's subjects were in its "
+            "training data.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    parser.add_argument("--notes", type=Path, default=NOTES)
+    args = parser.parse_args(argv)
+    try:
+        meta = load_metadata(args.model_dir)
+        notes = args.notes.read_text() if args.notes.exists() else ""
+    except ModelArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    (args.model_dir / "MODEL_CARD.md").write_text(render(meta, notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
