@@ -62,8 +62,7 @@ bench: venv
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no scripts in benchmarks/" >&2; exit 1; fi; \
 	for script in "$${scripts[@]}"; do \
 		case $$(basename $$script) in _*) continue;; esac; \
-		module=$${script%.py}; module=$${module//\//.}; \
-		echo "== $$script"; $(PY) -m $$module; \
+		echo "== $$script"; $(PY) "$$script"; \
 	done
 
 lint: venv
