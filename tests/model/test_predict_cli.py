@@ -1,0 +1,41 @@
+"""Folder prediction CLI: masks and CSV for every image, bad files named and skipped."""
+
+import csv
+
+import numpy as np
+from PIL import Image
+
+from model import predict
+from model.preprocessing import read_image
+from model.rle import rle_decode
+from model.segmenter import Segmenter
+from tests.conftest import phantom
+
+
+def test_predicts_a_folder_and_reports_bad_files(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(phantom(120, 160, seed=1)).save(src / "a.tif")
+    Image.fromarray(phantom(93, 128, seed=2)).convert("RGB").save(src / "b.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(src / "a_mask.tif")  # a Kaggle mask: not an input
+    (src / "c.jpg").write_text("not a jpeg")
+    out = tmp_path / "out"
+    code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir),
+                         "--threshold", "0.3"])
+    assert code == 1  # one file failed
+    rows = {r["file"]: r for r in csv.DictReader((out / "predictions.csv").read_text().splitlines())}
+    assert set(rows) == {"a.tif", "b.png", "c.jpg"}
+    assert "c.jpg" in rows["c.jpg"]["error"] and "c.jpg" in capsys.readouterr().err
+    seg = Segmenter.load(tiny_model_dir)
+    expected = seg.predict(read_image(src / "a.tif"), threshold=0.3).mask
+    saved = np.asarray(Image.open(out / rows["a.tif"]["mask_png"])) > 0
+    np.testing.assert_array_equal(saved, expected.astype(bool))
+    np.testing.assert_array_equal(rle_decode(rows["a.tif"]["rle"], 120, 160), expected)
+    assert int(rows["a.tif"]["mask_area_px"]) == int(expected.sum())
+
+
+def test_clear_errors_for_bad_arguments(tmp_path, capsys):
+    assert predict.main(["--input", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert predict.main(["--input", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no TIFF" in capsys.readouterr().err
