@@ -98,7 +98,7 @@ def _shipped_estimate(meta: dict) -> str:
     fold = meta.get("shipped_fold")
     if fold is None:
         return "The shipped weights saw every subject, so no figure is held out for them; the mean is the estimate."
-    own = meta["figures"]["per_fold"][fold]
+    own = next(f for f in meta["figures"]["per_fold"] if f["fold"] == fold)
     return (f"The shipped weights are fold {fold}'s model: its own held-out figures are the fold {fold} row "
             f"(nerve-present Dice {_num(own['nerve_present_dice'])}); every other row's subjects were in its "
             "training data.")

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ship.add_argument("--final-epochs", type=int, default=None,
                       help="after CV, train the shipped model on every subject for this many epochs")
     ship.add_argument("--ship-fold", type=int, default=0, help="ship this fold's model (default 0)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: calibrate, report and ship from the folds already finished in --out")
     p.add_argument("--install", action="store_true", help="copy the artifact into model/ (the served model)")
     return p.parse_args(argv)
 
@@ -129,10 +131,11 @@ def run_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, sp
     return {"index": index, "maps": maps, "best_epoch": best_epoch}
 
 
-def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessConfig) -> tuple[list, list]:
+def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessConfig,
+                         fold_ids: list[int]) -> list[dict]:
     """Per-fold held-out figures, each with threshold/min-area calibrated on the other folds only."""
-    per_fold, frames = [], []
-    for k, res in enumerate(results):
+    per_fold = []
+    for k, (fold_id, res) in enumerate(zip(fold_ids, results, strict=True)):
         others = [r for i, r in enumerate(results) if i != k]
         maps = np.concatenate([r["maps"] for r in others])
         masks = [data.full_masks[i] for r in others for i in r["index"]]
@@ -140,12 +143,10 @@ def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessCo
         fold_post = PostprocessConfig(chosen["threshold"], chosen["min_area_px"], post.model_height,
                                       post.model_width)
         scores = score_frames(res["maps"], [data.full_masks[i] for i in res["index"]], fold_post)
-        per_fold.append({"fold": k, "subjects": sorted({int(data.subjects[i]) for i in res["index"]}),
+        per_fold.append({"fold": fold_id, "subjects": sorted({int(data.subjects[i]) for i in res["index"]}),
                          "threshold": chosen["threshold"], "min_area_px": chosen["min_area_px"],
                          **summarise(scores)})
-        for i, s in zip(res["index"], scores, strict=True):
-            frames.append((int(i), k, s))
-    return per_fold, frames
+    return per_fold
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "folds.json").write_text(json.dumps(folds))
 
     wanted = range(args.folds) if args.only_fold is None else [args.only_fold]
+    if args.finished_only:
+        wanted = [k for k in range(args.folds) if (args.out / f"fold{k}" / "oof.npz").exists()]
+        if len(wanted) < 2:
+            print(f"error: {args.out}: fewer than two finished folds to summarise", file=sys.stderr)
+            return 2
     results = [run_fold(k, folds, data, arch, spec, cfg, args) for k in wanted]
     if args.only_fold is not None:
         return 0
 
     post = PostprocessConfig(0.5, 0, arch.height, arch.width)
-    per_fold, _ = cross_fitted_figures(results, data, post)
+    per_fold = cross_fitted_figures(results, data, post, list(wanted))
     all_maps = np.concatenate([r["maps"] for r in results])
     all_masks = [data.full_masks[i] for r in results for i in r["index"]]
     shipped_post = calibrate(all_maps, all_masks, post)
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         model = keras.models.load_model(args.out / f"fold{args.ship_fold}" / "best.keras", compile=False)
         metadata["shipped_fold"] = args.ship_fold
         metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
-                                       f"its own held-out figures are per_fold[{args.ship_fold}]")
+                                       f"its own held-out figures are fold {args.ship_fold}'s row")
     notes = NOTES.read_text() if NOTES.exists() else ""
     targets = [args.out / "model"] + ([MODEL_DIR] if args.install else [])
     for target in targets:

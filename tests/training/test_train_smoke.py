@@ -62,6 +62,8 @@ def test_a_rerun_resumes_from_finished_folds(run_dir, capsys):
     out, args = run_dir
     assert train.main(args) == 0
     assert "finished earlier" in capsys.readouterr().out
+    assert train.main([*args, "--finished-only"]) == 0
+    assert "Epoch" not in capsys.readouterr().out
 
 
 def test_evaluate_cli_reports_the_segmenter_masks(run_dir, phantom_data, tmp_path):
