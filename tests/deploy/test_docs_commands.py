@@ -43,8 +43,8 @@ def ci_commands() -> list[str]:
 
 
 def test_readme_gives_the_two_commands():
-    lines = fenced_lines(README.read_text())
-    assert "make run" in lines and "make test" in lines
+    commands = {line.split(" #")[0].strip() for line in fenced_lines(README.read_text())}
+    assert {"make run", "make test"} <= commands
 
 
 def test_every_make_command_in_the_readme_is_a_target():
