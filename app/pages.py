@@ -7,7 +7,7 @@ the server from the same `analyse` call.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from flask_wtf.file import FileField, FileRequired
@@ -39,7 +39,7 @@ class UploadForm(FlaskForm):
     image = FileField("Ultrasound image", validators=[FileRequired("Choose an image file first.")],
                       render_kw={"accept": ACCEPTED_TYPES})
     threshold = StringField("Threshold (optional)", validators=[_threshold_is_valid],
-                            render_kw={"type": "number", "min": "0.01", "max": "0.99", "step": "0.01",
+                            render_kw={"type": "number", "min": "0.001", "max": "0.999", "step": "any",
                                        "inputmode": "decimal", "placeholder": "model default"})
 
 
@@ -52,7 +52,7 @@ def _page(form: UploadForm, *, result: dict | None = None, error: str | None = N
 @bp.route("/", methods=["GET", "POST"])
 def index():
     form = UploadForm()
-    if request.method == "GET":
+    if not form.is_submitted():  # GET or HEAD
         return _page(form)
     if not form.validate_on_submit():
         messages = [message for errors in form.errors.values() for message in errors]

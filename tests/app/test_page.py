@@ -34,6 +34,7 @@ def test_page_has_form_notice_and_local_assets(client):
         assert client.get(url).status_code == 200, url
     assert "<style" not in page and " style=" not in page and "http://" not in page and "https://" not in page
     assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/app.js" defer>']
+    assert client.head("/").status_code == 200
 
 
 def test_form_without_csrf_token_is_rejected(client, phantom_tiff):

@@ -1,0 +1,39 @@
+"""Gunicorn settings: `gunicorn -c gunicorn.conf.py "app:create_app()"` (the Dockerfile's CMD).
+
+Workers and threads were chosen by measurement on the 2-core target (docs/performance.md) and can be
+overridden with NERVE_WORKERS / NERVE_THREADS: two workers, so that one can die without the service going
+silent, each with TensorFlow limited to its share of the cores (one each on 2 cores: this nearly doubled
+throughput against TensorFlow's default of every core per process), and two threads, so that a worker
+decodes or encodes one request while another is in the network. TensorFlow's runtime does not survive fork(), so the app
+is never preloaded in the master: each worker imports TensorFlow and loads the model after it is forked
+(tests/app/test_gunicorn.py checks the master stays free of it).
+"""
+
+import logging
+import os
+import secrets
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("NERVE_WORKERS", "2"))
+threads = int(os.environ.get("NERVE_THREADS", "2"))
+worker_class = "gthread"
+preload_app = False
+# Start-up (TensorFlow import, model load, XLA warm-up) happens before a worker's first heartbeat, so the
+# timeout must cover it on a busy machine, as well as the longest batch.
+timeout = int(os.environ.get("NERVE_TIMEOUT", "120"))
+graceful_timeout = 30
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+accesslog = "-"
+errorlog = "-"
+
+# Seen by the workers, which inherit the master's environment and import TensorFlow after the fork.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # its C++ start-up chatter is noise
+
+# Page forms carry CSRF tokens signed with the secret key, and any worker may receive the POST, so all
+# workers must share one key: without NERVE_SECRET_KEY, make one here, before the fork.
+if not os.environ.get("NERVE_SECRET_KEY"):
+    os.environ["NERVE_SECRET_KEY"] = secrets.token_hex(32)
+    logging.getLogger("gunicorn.error").warning(
+        "NERVE_SECRET_KEY is not set: using a random key shared by this server's workers; page forms stop "
+        "working across a restart. Set it in production.")

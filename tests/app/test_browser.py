@@ -1,0 +1,126 @@
+"""The page in headless Chromium (Debian's, through Playwright) against the app served on localhost.
+
+With JavaScript: upload a TIFF, wait for the canvas overlay, check it is drawn and the probability shown,
+move the opacity slider. Without: the form POST renders the result on the server. Screenshots go to
+test-artifacts/; NERVE_UPDATE_SCREENSHOT=1 also refreshes docs/screenshot.png (a synthetic phantom only,
+never a real frame).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.app.conftest import tiff_bytes
+from tests.conftest import ROOT, phantom
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+THRESHOLD = "0.515"  # the untrained test model's map lies in 0.50..0.52; this cut gives a partial mask
+
+# Pixels where the canvas is not grey (R != B): the amber fill and outline over a grayscale image.
+COUNT_TINTED = """() => {
+  const canvas = document.getElementById('overlay-canvas');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let tinted = 0;
+  for (let i = 0; i < data.length; i += 4) { if (data[i] !== data[i + 2]) { tinted += 1; } }
+  return tinted;
+}"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def upload():
+    return {"name": "phantom.tif", "mimeType": "image/tiff", "buffer": tiff_bytes(phantom(420, 580))}
+
+
+def test_upload_draws_overlay_and_slider_changes_it(chromium, base_url, upload):
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(base_url)
+    assert page.get_by_text("Research use only. Not a medical device.").is_visible()
+
+    page.set_input_files("#image", upload)
+    page.fill("#threshold", THRESHOLD)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+
+    assert page.url.rstrip("/") == base_url, "the result came without a page load"
+    assert re.fullmatch(r"0\.\d{3}", page.inner_text("#probability"))
+    assert page.inner_text("#decision") == "Nerve found"
+    assert re.fullmatch(r"\d+ px", page.inner_text("#area")) and page.inner_text("#area") != "0 px"
+    assert re.fullmatch(r"\d+, \d+, \d+, \d+", page.inner_text("#bbox"))
+    assert re.fullmatch(r"[\d.]+ ms \(total [\d.]+ ms\)", page.inner_text("#timing"))
+    for link in ("#download-mask", "#download-overlay"):
+        assert page.get_attribute(link, "href").startswith("blob:")
+    assert page.evaluate("() => [document.getElementById('overlay-canvas').width, "
+                         "document.getElementById('overlay-canvas').height]") == [580, 420]
+
+    default = page.evaluate(COUNT_TINTED)
+    assert default > 1000, "the overlay is drawn"
+    page.fill("#opacity", "0")
+    assert page.inner_text("#opacity-value") == "0%"
+    outline_only = page.evaluate(COUNT_TINTED)
+    assert 0 < outline_only < default, "at opacity 0 only the outline stays"
+    page.fill("#opacity", "75")
+    assert page.inner_text("#opacity-value") == "75%"
+    assert page.evaluate(COUNT_TINTED) == default
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-result.png"), full_page=True)
+    if os.environ.get("NERVE_UPDATE_SCREENSHOT") == "1":
+        page.fill("#opacity", "40")
+        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider than the screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "browser-result-phone.png"), full_page=True)
+    assert not problems, problems  # includes any Content-Security-Policy violation
+    page.close()
+
+
+def test_without_javascript_the_form_renders_the_result(chromium, base_url, upload):
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base_url)
+    page.set_input_files("#image", upload)
+    page.fill("#threshold", THRESHOLD)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-image", state="visible", timeout=30_000)
+    assert page.inner_text("#decision") == "Nerve found"
+    assert re.fullmatch(r"0\.\d{3}", page.inner_text("#probability"))
+    assert page.evaluate("() => document.getElementById('overlay-image').naturalWidth") == 580
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-no-js-result.png"), full_page=True)
+    context.close()
