@@ -18,12 +18,10 @@ def test_missing_model_fails_at_start_up(tmp_path):
         create_app({"MODEL_DIR": tmp_path})
 
 
-def test_corrupt_weights_fail_at_start_up(tiny_model_dir, tmp_path):
-    damaged = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, damaged)
-    with open(damaged / "unet.keras", "r+b") as weights:
-        weights.seek(100)
-        weights.write(b"\xff" * 16)
+def test_truncated_weights_fail_at_start_up(tiny_model_dir, tmp_path):
+    damaged = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    weights = damaged / "unet.keras"
+    weights.write_bytes(weights.read_bytes()[:1000])  # an interrupted copy
     with pytest.raises(ModelArtifactError, match="sha256 .* does not match"):
         create_app({"MODEL_DIR": damaged})
 
