@@ -55,10 +55,12 @@ class Segmenter:
             jit_compile=True,
         )
         def forward(x):
-            prob = model(x, training=False)
-            if hflip:  # test-time augmentation: average with the mirrored view
-                prob = 0.5 * (prob + tf.reverse(model(tf.reverse(x, [2]), training=False), [2]))
-            return prob[..., 0]
+            if not hflip:
+                return model(x, training=False)[..., 0]
+            # Test-time augmentation: the frame and its mirror in one call (one pass over the weights).
+            both = model(tf.concat([x, tf.reverse(x, [2])], axis=0), training=False)
+            plain, mirrored = tf.split(both, 2, axis=0)
+            return (0.5 * (plain + tf.reverse(mirrored, [2])))[..., 0]
 
         return forward
 
