@@ -20,10 +20,10 @@ from model.preprocessing import resize_to
 class PostprocessConfig:
     """Calibrated on validation folds by training; stored in metadata.json."""
 
-    threshold: float = 0.5
-    min_area: int = 0  # in model-input pixels
-    model_height: int = 96
-    model_width: int = 128
+    threshold: float
+    min_area: int  # in model-input pixels
+    model_height: int
+    model_width: int
 
     @classmethod
     def from_metadata(cls, metadata: dict) -> PostprocessConfig:

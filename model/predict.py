@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from model.artifact import MODEL_DIR, ModelArtifactError
+from model.postprocessing import Prediction
 from model.preprocessing import ImageError, read_image
 from model.rle import rle_encode
 
@@ -32,6 +34,23 @@ def image_files(folder: Path) -> list[Path]:
                   if p.suffix.lower() in EXTENSIONS and not p.stem.endswith("_mask") and p.is_file())
 
 
+def predict_files(segmenter, files: list[Path],
+                  threshold: float | None = None) -> Iterator[tuple[Path, Prediction | ImageError]]:
+    """Each file's Prediction, or the ImageError that names it, in file order; frames go to the network
+    in batches of BATCH so thousands of files never sit in memory together."""
+    for start in range(0, len(files), BATCH):
+        outcomes: dict[Path, Prediction | ImageError] = {}
+        grays: dict[Path, np.ndarray] = {}
+        for path in files[start : start + BATCH]:
+            try:
+                grays[path] = read_image(path)
+            except ImageError as exc:
+                outcomes[path] = exc
+        outcomes.update(zip(grays, segmenter.predict_many(list(grays.values()), threshold), strict=True))
+        for path in files[start : start + BATCH]:
+            yield path, outcomes[path]
+
+
 def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | None = None) -> list[dict]:
     import keras
 
@@ -40,24 +59,18 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
     masks.mkdir(exist_ok=True)
     bar = keras.utils.Progbar(len(files), unit_name="image")
     rows: list[dict] = []
-    for start in range(0, len(files), BATCH):
-        chunk, grays = [], []
-        for path in files[start : start + BATCH]:
-            try:
-                grays.append(read_image(path))
-                chunk.append(path)
-            except ImageError as exc:
-                print(f"\nskipped: {exc.message}", file=sys.stderr)
-                rows.append({"file": path.name, "error": exc.message})
-        for path, pred in zip(chunk, segmenter.predict_many(grays, threshold), strict=True):
+    for done, (path, pred) in enumerate(predict_files(segmenter, files, threshold), start=1):
+        if isinstance(pred, ImageError):
+            print(f"\nskipped: {pred.message}", file=sys.stderr)
+            rows.append({"file": path.name, "error": pred.message})
+        else:
             mask_name = f"{path.stem}_mask.png"
             Image.fromarray(pred.mask * np.uint8(255)).save(masks / mask_name)
             rows.append({"file": path.name, "width": pred.width, "height": pred.height,
                          "nerve_present": pred.nerve_present, "nerve_probability": round(pred.nerve_probability, 6),
                          "mask_area_px": pred.area, "bbox": " ".join(map(str, pred.bbox or ())),
                          "rle": rle_encode(pred.mask), "mask_png": f"masks/{mask_name}", "error": ""})
-        bar.update(min(start + BATCH, len(files)))
-    rows.sort(key=lambda r: r["file"])
+        bar.update(done)
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
         writer.writeheader()

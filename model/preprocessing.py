@@ -156,12 +156,6 @@ def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarra
     return to_unit_float(gray)
 
 
-def count_frames(data: bytes) -> int:
-    """Number of frames (pages) in an image; 1 for single-frame formats."""
-    with Image.open(io.BytesIO(data)) as image:
-        return getattr(image, "n_frames", 1)
-
-
 def iter_frames(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
     """Yield every frame of a (multi-page) image as float32 grayscale in [0, 1]."""
     image = _open(data, max_pixels)
@@ -248,9 +242,15 @@ def resize_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32, copy=False), (width, height), interpolation=interpolation)
 
 
+def standardise(values, spec: InputSpec):
+    """(x - mean) / std with the metadata's constants; works on NumPy arrays and TF tensors alike, so the
+    training pipeline (which normalises after augmenting) applies the very formula serving does."""
+    return (values - np.float32(spec.mean)) / np.float32(spec.std)
+
+
 def normalise(small: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Model-size [0, 1] image(s) -> normalised float32 with a trailing channel axis."""
-    return ((small - np.float32(spec.mean)) / np.float32(spec.std))[..., None].astype(np.float32)
+    return standardise(small, spec)[..., None].astype(np.float32)
 
 
 def to_model_input(gray: np.ndarray, spec: InputSpec) -> np.ndarray:

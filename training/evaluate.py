@@ -78,8 +78,7 @@ def evaluate(segmenter, pairs: list[Pair]) -> list[dict]:
 
 def summary_of(rows: list[dict]) -> dict:
     def scores(selected):
-        return [FrameScore(r["dice"], r["truth_present"], r["predicted_present"], r["nerve_probability"],
-                           r["predicted_area_px"]) for r in selected]
+        return [FrameScore(r["dice"], r["truth_present"], r["predicted_present"]) for r in selected]
 
     by_subject = defaultdict(list)
     for r in rows:
@@ -88,11 +87,10 @@ def summary_of(rows: list[dict]) -> dict:
             "per_subject": {str(s): summarise(scores(rs)) for s, rs in sorted(by_subject.items())}}
 
 
-def draw(rows: list[dict], pairs: list[Pair], segmenter, out: Path) -> None:
+def draw(rows: list[dict], pairs: list[Pair], summary: dict, out: Path) -> None:
     from model.rle import rle_decode
     from training.plots import plot_overlay_grid, plot_subject_dice
 
-    summary = summary_of(rows)
     plot_subject_dice({int(s): v["kaggle_dice"] for s, v in summary["per_subject"].items()},
                       out / "subject_dice.png")
     order = np.argsort([r["dice"] for r in rows], kind="stable")
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     summary = summary_of(rows)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    draw(rows, pairs, segmenter, args.out)
+    draw(rows, pairs, summary, args.out)
     headline = {k: summary[k] for k in ("frames", "kaggle_dice", "nerve_present_dice", "presence_recall",
                                         "empty_kept_empty", "empty_frames")}
     print(json.dumps(headline, indent=2))

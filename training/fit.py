@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from model.architecture import UNetConfig, build_unet
-from model.preprocessing import InputSpec
+from model.preprocessing import InputSpec, standardise
 from training.augment import Augmenter
 from training.data import Dataset
 from training.losses import bce_dice_loss, kaggle_dice
@@ -40,11 +39,6 @@ class TrainConfig:
         return asdict(self)
 
 
-def _normalise(spec: InputSpec):
-    mean, std = np.float32(spec.mean), np.float32(spec.std)
-    return lambda x, y: ((x - mean) / std, y)
-
-
 def make_dataset(data: Dataset, spec: InputSpec, batch_size: int, *, train: bool,
                  seed: int, augment: bool) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((data.images[..., None], data.masks[..., None]))
@@ -53,7 +47,7 @@ def make_dataset(data: Dataset, spec: InputSpec, batch_size: int, *, train: bool
     ds = ds.batch(batch_size)
     if train and augment:
         ds = ds.map(Augmenter(seed))
-    return ds.map(_normalise(spec)).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (standardise(x, spec), y)).prefetch(tf.data.AUTOTUNE)
 
 
 def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig,

@@ -27,8 +27,6 @@ class FrameScore:
     dice: float
     truth_present: bool
     predicted_present: bool
-    nerve_probability: float
-    predicted_area: int
 
 
 def score_frames(maps: np.ndarray, full_masks: list[np.ndarray], post: PostprocessConfig) -> list[FrameScore]:
@@ -36,8 +34,7 @@ def score_frames(maps: np.ndarray, full_masks: list[np.ndarray], post: Postproce
     scores = []
     for prob, truth in zip(maps, full_masks, strict=True):
         pred = postprocess(prob, truth.shape[0], truth.shape[1], post)
-        scores.append(FrameScore(dice(pred.mask, truth), bool(truth.any()), pred.nerve_present,
-                                 pred.nerve_probability, pred.area))
+        scores.append(FrameScore(dice(pred.mask, truth), bool(truth.any()), pred.nerve_present))
     return scores
 
 

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 from model.artifact import ModelArtifactError
-from model.preprocessing import ImageError, read_image
+from model.predict import predict_files
+from model.preprocessing import ImageError
 from model.rle import rle_encode
-
-BATCH = 32
 
 
 def test_images(folder: Path) -> list[tuple[int, Path]]:
@@ -44,14 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         from model.segmenter import Segmenter
 
         segmenter = Segmenter.load(args.model)
-        rows = []
-        for start in range(0, len(images), BATCH):
-            chunk = images[start : start + BATCH]
-            preds = segmenter.predict_many([read_image(path) for _, path in chunk])
-            rows += [(number, rle_encode(p.mask)) for (number, _), p in zip(chunk, preds, strict=True)]
-    except (ModelArtifactError, ImageError) as exc:
+    except ModelArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    numbers = {path: number for number, path in images}
+    rows = []
+    for path, pred in predict_files(segmenter, [path for _, path in images]):
+        if isinstance(pred, ImageError):
+            print(f"error: {pred}", file=sys.stderr)
+            return 2
+        rows.append((numbers[path], rle_encode(pred.mask)))
     with open(args.out, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["img", "pixels"])
