@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from training.data import Dataset, Pair
-    from training.fit import make_dataset
+    from training.fit import Batches
 
     meta = load_metadata(args.model_dir)
     arch_fields = {k: meta["architecture"][k] for k in ("height", "width", "base_filters", "depth", "dropout")}
@@ -53,13 +53,12 @@ def main() -> None:
 
     model = build_unet(arch)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=bce_dice_loss, metrics=[kaggle_dice])
-    ds = make_dataset(data, spec, batch, train=True, seed=0, augment=True)
-    iterator = iter(ds)
-    for _ in range(3):
-        model.train_on_batch(*next(iterator))
+    batches = Batches(data, spec, batch, train=True, seed=0, augment=True)
+    for i in range(3):
+        model.train_on_batch(*batches[i])
     start = time.perf_counter()
-    for _ in range(args.steps):
-        model.train_on_batch(*next(iterator))
+    for i in range(3, 3 + args.steps):
+        model.train_on_batch(*batches[i])
     seconds = time.perf_counter() - start
     per_second = args.steps * batch / seconds
 

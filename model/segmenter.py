@@ -45,6 +45,12 @@ class Segmenter:
         return cls(model, metadata)
 
     def _compile(self):
+        """The forward pass (with flip TTA when the metadata asks for it) as one compiled call."""
+        if keras.backend.backend() == "tensorflow":
+            return self._compile_tensorflow()
+        return self._forward_any_backend
+
+    def _compile_tensorflow(self):
         import tensorflow as tf
 
         model = self.model
@@ -64,12 +70,20 @@ class Segmenter:
 
         return forward
 
+    def _forward_any_backend(self, x: np.ndarray) -> np.ndarray:
+        """The same computation through Keras' own compiled predict step, for JAX or PyTorch (training on a
+        GPU machine); serving runs on TensorFlow."""
+        if not self.tta_hflip:
+            return self.model.predict_on_batch(x)[..., 0]
+        both = self.model.predict_on_batch(np.concatenate([x, x[:, :, ::-1]]))
+        return (0.5 * (both[: len(x)] + both[len(x) :, :, ::-1]))[..., 0]
+
     def probability_maps(self, batch: np.ndarray) -> np.ndarray:
         """(N, h, w, 1) normalised inputs -> (N, h, w) probabilities at model resolution."""
         out = np.empty(batch.shape[:3], np.float32)
         for start in range(0, len(batch), CHUNK):
             part = batch[start : start + CHUNK]
-            out[start : start + len(part)] = self._forward(part).numpy()
+            out[start : start + len(part)] = np.asarray(self._forward(part))
         return out
 
     def predict_many(self, grays: list[np.ndarray], threshold: float | None = None) -> list[Prediction]:

@@ -1,51 +1,58 @@
-"""Training-time augmentation on whole batches, inside the tf.data pipeline.
+"""Training-time augmentation of whole batches with OpenCV and NumPy.
 
-Geometry (horizontal flip; rotation <= 5 deg, shift and zoom <= 10%) uses Keras' own random layers on the
-image and mask stacked as two channels, so both move together; the mask is re-binarised after
-interpolation. Intensity (brightness, contrast, gamma) imitates gain and dynamic-range settings that differ
-between scanners and operators, and touches the image only.
+Geometry (horizontal flip; rotation <= 5 deg, shift <= 10%, zoom <= 10%) applies one affine warp to the
+image and its mask together; the mask is re-binarised after interpolation. Intensity (brightness, contrast,
+gamma) imitates gain and dynamic-range settings that differ between scanners and operators, and touches the
+image only.
+
+It runs outside the network graph on purpose: the same code feeds Keras on any backend (TensorFlow on a
+CPU, JAX or PyTorch on a GPU), and a batch's augmentation depends only on a NumPy generator seeded with
+(seed, epoch, batch), so a run is reproducible whatever the backend or the order batches are prepared in.
 """
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
-from keras import layers
+import math
+
+import cv2
+import numpy as np
+
+MAX_ROTATION_DEG = 5.0
+MAX_SHIFT = 0.1
+MAX_ZOOM = 0.1
 
 
-def geometric_augmenter(seed: int) -> keras.Sequential:
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(5 / 360, fill_mode="reflect", seed=seed + 1),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 2),
-            layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 3),
-        ],
-        name="geometric_augmentation",
-    )
+def affine_matrix(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random rotation + zoom about the centre, then a shift, as OpenCV's 2x3 matrix."""
+    angle = rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)
+    scale = rng.uniform(1 - MAX_ZOOM, 1 + MAX_ZOOM)
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, scale)
+    matrix[:, 2] += (rng.uniform(-MAX_SHIFT, MAX_SHIFT) * width, rng.uniform(-MAX_SHIFT, MAX_SHIFT) * height)
+    return matrix
 
 
-def intensity_jitter(images: tf.Tensor, seed: int) -> tf.Tensor:
-    """Per-image brightness +-0.1, contrast x0.8-1.2, gamma 0.8-1.25 on [0, 1] images (N, h, w, 1)."""
-    n = tf.shape(images)[0]
-    shape = tf.stack([n, 1, 1, 1])
-    brightness = tf.random.uniform(shape, -0.1, 0.1, seed=seed)
-    contrast = tf.random.uniform(shape, 0.8, 1.2, seed=seed + 1)
-    gamma = tf.exp(tf.random.uniform(shape, tf.math.log(0.8), tf.math.log(1.25), seed=seed + 2))
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    out = (images - mean) * contrast + mean + brightness
-    return tf.clip_by_value(out, 0.0, 1.0) ** gamma
+def jitter_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness +-0.1, contrast x0.8-1.2 about the image mean, gamma 0.8-1.25, on a [0, 1] image."""
+    brightness = rng.uniform(-0.1, 0.1)
+    contrast = rng.uniform(0.8, 1.2)
+    gamma = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+    mean = float(image.mean())
+    return np.clip((image - mean) * contrast + mean + brightness, 0.0, 1.0) ** np.float32(gamma)
 
 
-class Augmenter:
-    """Callable for tf.data: (images, masks) in [0, 1] -> augmented (images, masks)."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.geometric = geometric_augmenter(seed)
-
-    def __call__(self, images: tf.Tensor, masks: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        stacked = self.geometric(tf.concat([images, masks], axis=-1), training=True)
-        images, masks = stacked[..., :1], stacked[..., 1:]
-        masks = tf.cast(masks >= 0.5, tf.float32)
-        return intensity_jitter(images, self.seed), masks
+def augment_batch(images: np.ndarray, masks: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(N, h, w) float32 images in [0, 1] and 0/1 masks -> augmented copies of both."""
+    out_images = np.empty_like(images, dtype=np.float32)
+    out_masks = np.empty_like(masks, dtype=np.float32)
+    height, width = images.shape[1:3]
+    for i in range(len(images)):
+        matrix = affine_matrix(rng, height, width)
+        warp = {"dsize": (width, height), "flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_REFLECT_101}
+        image = cv2.warpAffine(np.asarray(images[i], np.float32), matrix, **warp)
+        mask = cv2.warpAffine(np.asarray(masks[i], np.float32), matrix, **warp) >= 0.5
+        if rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        out_images[i] = jitter_intensity(image, rng)
+        out_masks[i] = mask
+    return out_images, out_masks

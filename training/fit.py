@@ -1,8 +1,10 @@
-"""Fitting one U-Net: tf.data pipeline, cosine learning rate, Keras callbacks.
+"""Fitting one U-Net: batches from NumPy, cosine learning rate, Keras callbacks.
 
-Keras' own callbacks do the bookkeeping: BackupAndRestore makes an interrupted run resume where it stopped,
-ModelCheckpoint keeps the epoch with the best validation Dice, EarlyStopping ends a run that stopped
-improving, CSVLogger keeps the curve.
+Batches come from a `keras.utils.PyDataset`, not tf.data, so the same training runs on any Keras backend:
+TensorFlow on the CPU (the supported path) or JAX/PyTorch on a GPU machine, whose weights load and predict
+the same under TensorFlow. Keras' own callbacks do the bookkeeping: BackupAndRestore makes an interrupted
+run resume where it stopped, ModelCheckpoint keeps the epoch with the best validation Dice, EarlyStopping
+ends a run that stopped improving, CSVLogger keeps the curve.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
-import tensorflow as tf
+import numpy as np
 
 from model.architecture import UNetConfig, build_unet
 from model.preprocessing import InputSpec, standardise
-from training.augment import Augmenter
+from training.augment import augment_batch
 from training.data import Dataset
 from training.losses import bce_dice_loss, kaggle_dice
 
@@ -39,15 +41,40 @@ class TrainConfig:
         return asdict(self)
 
 
-def make_dataset(data: Dataset, spec: InputSpec, batch_size: int, *, train: bool,
-                 seed: int, augment: bool) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((data.images[..., None], data.masks[..., None]))
-    if train:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if train and augment:
-        ds = ds.map(Augmenter(seed))
-    return ds.map(lambda x, y: (standardise(x, spec), y)).prefetch(tf.data.AUTOTUNE)
+class Batches(keras.utils.PyDataset):
+    """Normalised (image, mask) batches; for training shuffled each epoch and augmented.
+
+    Order and augmentation are drawn from generators seeded with (seed, epoch[, batch]), so they do not depend
+    on how Keras schedules the calls.
+    """
+
+    def __init__(self, data: Dataset, spec: InputSpec, batch_size: int, *, train: bool, seed: int,
+                 augment: bool) -> None:
+        super().__init__()
+        self.images, self.masks, self.spec = data.images, data.masks, spec
+        self.batch_size, self.train, self.seed, self.augment = batch_size, train, seed, augment
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.train:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        images = self.images[chosen].astype(np.float32)
+        masks = self.masks[chosen].astype(np.float32)
+        if self.train and self.augment:
+            images, masks = augment_batch(images, masks, np.random.default_rng([self.seed, self.epoch, index]))
+        return standardise(images, self.spec)[..., None], masks[..., None]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
 
 
 def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig,
@@ -68,20 +95,22 @@ def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, 
         keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
     ]
-    val_ds = None
+    val_batches = None
     if val is not None and len(val):
-        val_ds = make_dataset(val, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
+        val_batches = Batches(val, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
         callbacks += [
             keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max", save_best_only=True),
             keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
         ]
     history = model.fit(
-        make_dataset(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
-        validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+        Batches(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
+        validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if val_ds is None:
+    if val_batches is None:
         model.save(best_path)
-    else:
-        model = keras.models.load_model(best_path, compile=False)
+    # Finished: keep the network alone (loaded uncompiled, saved again). The optimizer's state would triple the
+    # file and serves no further use; an interrupted run resumes from BackupAndRestore's folder instead.
+    model = keras.models.load_model(best_path, compile=False)
+    model.save(best_path)
     return model, history.history

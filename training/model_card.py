@@ -89,8 +89,9 @@ These figures estimate how the training recipe does on subjects it never saw. {_
 {notes.strip()}
 
 ## Versions
-TensorFlow {meta['versions']['tensorflow']}, Keras {meta['versions']['keras']}, Python
-{meta['versions']['python']}, NumPy {meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
+Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['backend']}; weights trained under
+{meta['training'].get('backend', meta['versions']['backend'])}. Python {meta['versions']['python']}, NumPy
+{meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
 """
 
 

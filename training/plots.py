@@ -25,7 +25,7 @@ def plot_training_curve(log_csv: Path, out_png: Path, title: str) -> None:
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("loss", ax_loss), ("kaggle_dice", ax_dice)):
         axis.plot(epochs, [float(r[key]) for r in rows], label="train")
-        if f"val_{key}" in rows[0]:
+        if rows[0].get(f"val_{key}", "NA") != "NA":  # CSVLogger writes NA when there was no validation
             axis.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)

@@ -8,6 +8,11 @@ on out-of-fold predictions: each fold's reported figures use parameters calibrat
 only, and the shipped parameters on all of them. The shipped weights are either a final model trained on
 every subject (--final-epochs N) or one fold's model (--ship-fold K). A stopped run resumes: finished
 folds are skipped and an unfinished one continues from its last epoch.
+
+--train-only trains the folds (and the final model) and stops: with `--data` a cache file from
+training.cache, that part can run on a GPU machine under another Keras backend; the same command without
+--train-only then predicts the held-out folds, calibrates and scores on the CPU under TensorFlow, from the
+exact decoded frames, reusing the trained weights.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from model.architecture import UNetConfig
 from model.artifact import MODEL_DIR, save_artifact
 from model.postprocessing import PostprocessConfig
 from model.preprocessing import InputSpec, normalise
-from training.data import Dataset, DatasetError, load_dataset
+from training.cache import load_any
+from training.data import Dataset, DatasetError
 from training.fit import TrainConfig, fit
 from training.model_card import NOTES
 from training.model_card import render as render_card
@@ -38,7 +44,8 @@ VERSION = "1.0.0"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="Kaggle-layout folder (with train/ or the train folder)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="Kaggle-layout folder (with train/ or the train folder), or a training.cache .npz")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, curves, artifact")
     p.add_argument("--folds", type=int, default=5, help="subject-wise folds (default 5)")
     p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
@@ -59,18 +66,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ship.add_argument("--ship-fold", type=int, default=0, help="ship this fold's model (default 0)")
     p.add_argument("--finished-only", action="store_true",
                    help="train nothing: calibrate, report and ship from the folds already finished in --out")
+    p.add_argument("--only-final", action="store_true",
+                   help="train just the final model (needs --final-epochs), e.g. beside the folds, then stop")
+    p.add_argument("--train-only", action="store_true",
+                   help="train the folds (and the final model), then stop before predicting and calibrating")
     p.add_argument("--install", action="store_true", help="copy the artifact into model/ (the served model)")
     return p.parse_args(argv)
 
 
-def normalisation_constants(data: Dataset) -> tuple[float, float]:
-    """Mean and std of the training pixels, stored in metadata so serving normalises identically."""
-    return float(data.images.mean()), float(data.images.std())
+def normalisation_constants(data: Dataset, out: Path) -> tuple[float, float]:
+    """Mean and std of the training pixels, stored in metadata so serving normalises identically.
+
+    Kept in the run folder: a resumed run (maybe reading the frames from a cache) evaluates and ships weights
+    with exactly the constants they were trained with."""
+    saved = out / "normalisation.json"
+    if saved.exists():
+        values = json.loads(saved.read_text())
+        return float(values["mean"]), float(values["std"])
+    mean, std = float(data.images.mean()), float(data.images.std())
+    saved.write_text(json.dumps({"mean": mean, "std": std}))
+    return mean, std
 
 
 def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig) -> dict:
     import keras
-    import tensorflow as tf
 
     return {
         "name": "brachial-plexus-unet",
@@ -88,21 +107,29 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
         "training": {**cfg.to_dict(), "loss": "BCE + per-image soft Dice", "optimizer": "Adam",
                      "schedule": "cosine with linear warm-up", "folds": args.folds,
                      "val_fraction": args.val_fraction},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+        "versions": {"keras": keras.__version__, "backend": backend_version(),
                      "python": platform.python_version(), "numpy": np.__version__},
         "seed": cfg.seed,
     }
 
 
-def run_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
-             cfg: TrainConfig, args: argparse.Namespace) -> dict:
-    """Train fold k (or reuse its finished result) and return its out-of-fold probability maps."""
+def backend_version() -> str:
+    """'tensorflow 2.21.0', 'jax 0.11.2', ...: the Keras backend the weights were trained under."""
+    import importlib
+
+    import keras
+
+    name = keras.backend.backend()
+    return f"{name} {getattr(importlib.import_module(name), '__version__', '?')}"
+
+
+def train_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
+               cfg: TrainConfig, args: argparse.Namespace) -> None:
+    """Train fold k's model into fold<k>/best.keras, unless fold<k>/fold.json says it is already trained."""
     fold_dir = args.out / f"fold{k}"
-    done = fold_dir / "oof.npz"
-    if done.exists():
-        print(f"fold {k}: finished earlier, reusing {done}", flush=True)
-        saved = np.load(done)
-        return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
+    if (fold_dir / "fold.json").exists():
+        print(f"fold {k}: trained earlier, reusing {fold_dir / 'best.keras'}", flush=True)
+        return
     test_subjects = folds[k]
     train_subjects = sorted(s for i, f in enumerate(folds) if i != k for s in f)
     # With a single training subject there is nothing to hold out: train for the fixed epochs instead.
@@ -111,24 +138,56 @@ def run_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, sp
     fit_subjects = [s for s in train_subjects if s not in val_subjects]
     print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
     started = time.time()
-    model, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
-                         data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir)
+    _, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
+                     data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir)
     plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
+    val_dice = history.get("val_kaggle_dice", [0.0])
+    (fold_dir / "fold.json").write_text(json.dumps({
+        "test_subjects": test_subjects, "inner_validation_subjects": val_subjects,
+        "training_subjects": fit_subjects, "best_epoch": int(np.argmax(val_dice)) + 1,
+        "epochs_run": len(val_dice), "seconds": round(time.time() - started, 1),
+        "backend": backend_version()}, indent=2))
+
+
+def fold_maps(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
+              cfg: TrainConfig, args: argparse.Namespace) -> dict:
+    """Fold k's out-of-fold probability maps (its trained model on its held-out subjects), cached."""
+    import keras
+
     from model.segmenter import Segmenter
 
-    index = fold_indices(data.subjects, test_subjects)
+    fold_dir = args.out / f"fold{k}"
+    done = fold_dir / "oof.npz"
+    if done.exists():
+        saved = np.load(done)
+        return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
+    model = keras.models.load_model(fold_dir / "best.keras", compile=False)
+    index = fold_indices(data.subjects, folds[k])
     segmenter = Segmenter(model, {**base_metadata(args, arch, spec, cfg),
                                   "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
                                   "weights": {"sha256": ""}})
     maps = segmenter.probability_maps(normalise(data.images[index], spec))
-    val_dice = history.get("val_kaggle_dice", [0.0])
-    best_epoch = int(np.argmax(val_dice)) + 1
+    best_epoch = json.loads((fold_dir / "fold.json").read_text())["best_epoch"]
     np.savez(done, index=index, maps=maps, best_epoch=best_epoch)
-    (fold_dir / "fold.json").write_text(json.dumps({
-        "test_subjects": test_subjects, "inner_validation_subjects": val_subjects,
-        "training_subjects": fit_subjects, "best_epoch": best_epoch,
-        "seconds": round(time.time() - started, 1)}, indent=2))
     return {"index": index, "maps": maps, "best_epoch": best_epoch}
+
+
+def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig, args: argparse.Namespace):
+    """The shipped model on every subject for --final-epochs (reused when final/best.keras exists: without
+    validation it is written only once training has finished)."""
+    import keras
+
+    final_dir = args.out / "final"
+    if (final_dir / "best.keras").exists():
+        print(f"final model: trained earlier, reusing {final_dir / 'best.keras'}", flush=True)
+        return keras.models.load_model(final_dir / "best.keras", compile=False)
+    final_cfg = TrainConfig(**{**cfg.to_dict(), "epochs": args.final_epochs})
+    started = time.time()
+    model, _ = fit(data, None, arch, spec, final_cfg, final_dir)
+    plot_training_curve(final_dir / "log.csv", final_dir / "curve.png", "final (all subjects)")
+    (final_dir / "final.json").write_text(json.dumps({
+        "epochs": args.final_epochs, "seconds": round(time.time() - started, 1), "backend": backend_version()}))
+    return model
 
 
 def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessConfig,
@@ -151,28 +210,41 @@ def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessCo
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only_final and not args.final_epochs:
+        print("error: --only-final needs --final-epochs", file=sys.stderr)
+        return 2
     arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                       patience=args.patience, seed=args.seed, augment=not args.no_augment)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        data = load_dataset(args.data, arch.height, arch.width)
+        data = load_any(args.data, arch.height, arch.width)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    mean, std = normalisation_constants(data)
+    mean, std = normalisation_constants(data, args.out)
     spec = InputSpec(arch.height, arch.width, mean, std)
     folds = subject_folds(data.subjects, args.folds, args.seed)
     print(f"{len(data)} frames, {len(np.unique(data.subjects))} subjects, folds: {folds}", flush=True)
     (args.out / "folds.json").write_text(json.dumps(folds))
 
+    if args.only_final:
+        train_final(data, arch, spec, cfg, args)
+        return 0
     wanted = range(args.folds) if args.only_fold is None else [args.only_fold]
     if args.finished_only:
-        wanted = [k for k in range(args.folds) if (args.out / f"fold{k}" / "oof.npz").exists()]
+        wanted = [k for k in range(args.folds) if (args.out / f"fold{k}" / "fold.json").exists()]
         if len(wanted) < 2:
-            print(f"error: {args.out}: fewer than two finished folds to summarise", file=sys.stderr)
+            print(f"error: {args.out}: fewer than two trained folds to summarise", file=sys.stderr)
             return 2
-    results = [run_fold(k, folds, data, arch, spec, cfg, args) for k in wanted]
+    else:
+        for k in wanted:
+            train_fold(k, folds, data, arch, spec, cfg, args)
+    if args.train_only:
+        if args.final_epochs and args.only_fold is None:
+            train_final(data, arch, spec, cfg, args)
+        return 0
+    results = [fold_maps(k, folds, data, arch, spec, cfg, args) for k in wanted]
     if args.only_fold is not None:
         return 0
 
@@ -200,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                            "mean": mean}
 
     if args.final_epochs:
-        final_cfg = TrainConfig(**{**cfg.to_dict(), "epochs": args.final_epochs})
-        model, _ = fit(data, None, arch, spec, final_cfg, args.out / "final")
+        model = train_final(data, arch, spec, cfg, args)
+        metadata["final_epochs"] = args.final_epochs
+        metadata["training"]["backend"] = json.loads((args.out / "final" / "final.json").read_text())["backend"]
         metadata["shipped_weights"] = (f"trained on all {len(np.unique(data.subjects))} subjects for "
                                        f"{args.final_epochs} epochs after cross-validation")
     else:
@@ -209,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
         model = keras.models.load_model(args.out / f"fold{args.ship_fold}" / "best.keras", compile=False)
         metadata["shipped_fold"] = args.ship_fold
+        fold_info = json.loads((args.out / f"fold{args.ship_fold}" / "fold.json").read_text())
+        metadata["training"]["backend"] = fold_info.get("backend", backend_version())
         metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
                                        f"its own held-out figures are fold {args.ship_fold}'s row")
     notes = NOTES.read_text() if NOTES.exists() else ""

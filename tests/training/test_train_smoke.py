@@ -61,7 +61,7 @@ def test_training_writes_logs_curves_and_a_verified_artifact(run_dir):
 def test_a_rerun_resumes_from_finished_folds(run_dir, capsys):
     out, args = run_dir
     assert train.main(args) == 0
-    assert "finished earlier" in capsys.readouterr().out
+    assert "trained earlier" in capsys.readouterr().out
     assert train.main([*args, "--finished-only"]) == 0
     assert "Epoch" not in capsys.readouterr().out
 
@@ -87,3 +87,45 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "no '<subject>_<n>.tif'" in capsys.readouterr().err
     assert train.main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_train_only_on_a_cache_then_finish_on_the_folder(phantom_data, tmp_path, capsys):
+    """The GPU-machine workflow: train from a cache, then predict, calibrate and ship from the exact frames."""
+    from training import cache, crosscheck
+
+    cache_file = tmp_path / "frames.npz"
+    assert cache.main(["--data", str(phantom_data), "--out", str(cache_file), "--height", "32", "--width", "48"]) == 0
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--folds", "2", "--epochs", "1", "--batch-size", "6", "--height", "32",
+              "--width", "48", "--filters", "4", "--depth", "2", "--val-fraction", "0.5", "--final-epochs", "1"]
+    assert train.main(["--data", str(cache_file), *common, "--train-only"]) == 0
+    assert (out / "fold0" / "best.keras").exists() and (out / "final" / "final.json").exists()
+    assert not (out / "fold0" / "oof.npz").exists() and not (out / "model").exists()
+    capsys.readouterr()
+
+    assert train.main(["--data", str(phantom_data), *common]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("trained earlier") == 3 and "Epoch" not in printed
+    meta = json.loads((out / "model" / "metadata.json").read_text())
+    assert meta["final_epochs"] == 1 and meta["training"]["backend"].startswith("tensorflow")
+    saved_norm = json.loads((out / "normalisation.json").read_text())
+    assert meta["input"]["normalisation"] == {"mean": saved_norm["mean"], "std": saved_norm["std"]}
+
+    check = tmp_path / "check.npz"
+    weights = out / "final" / "best.keras"
+    assert crosscheck.main(["save", "--model", str(weights), "--data", str(cache_file), "--out", str(check)]) == 0
+    assert crosscheck.main(["compare", "--model", str(weights), "--check", str(check), "--tolerance", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["pixels_flipped_at_0.5"] == 0
+
+
+def test_only_final_needs_final_epochs(phantom_data, tmp_path, capsys):
+    assert train.main(["--data", str(phantom_data), "--out", str(tmp_path), "--only-final"]) == 2
+    assert "--only-final needs --final-epochs" in capsys.readouterr().err
+
+
+def test_saved_weights_carry_no_optimizer_state(run_dir):
+    import keras
+
+    out, _ = run_dir
+    model = keras.models.load_model(out / "fold0" / "best.keras")
+    assert getattr(model, "optimizer", None) is None
