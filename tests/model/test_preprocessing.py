@@ -1,8 +1,6 @@
 """Decoding any supported image to grayscale [0, 1], and preparing the network input."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from model.preprocessing import (
     to_model_input,
 )
 from tests.conftest import phantom
+from tests.hostile import png_header_only
 
 GRAY = phantom(42, 58, seed=3)
 
@@ -116,14 +115,6 @@ def test_unsupported_format_is_415():
     with pytest.raises(UnsupportedImageError) as info:
         decode_image(data)
     assert info.value.status == 415 and "GIF" in info.value.message
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height but carries almost no data: a decompression bomb's header."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def test_huge_declared_dimensions_rejected_from_the_header():
