@@ -2,7 +2,8 @@
 
 `create_app()` is the factory gunicorn calls in each worker after the fork (TensorFlow does not survive a
 fork, so gunicorn.conf.py never preloads): it reads the environment (app/config.py), checks and loads the
-model once, and wires the page and API blueprints, CSRF, security headers and JSON errors.
+model once, and wires the page and API blueprints, CSRF, security headers, JSON errors and the per-request
+time budget (app/deadline.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from app import api, pages
 from app.config import settings_from_env
+from app.deadline import start_request_deadline
 from app.errors import register_json_errors
 from app.model_service import ModelService
 from app.security import add_security_headers
@@ -45,5 +47,6 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     register_json_errors(app)
+    app.before_request(start_request_deadline)
     app.after_request(add_security_headers)
     return app

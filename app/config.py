@@ -1,4 +1,4 @@
-"""Service settings, read from environment variables so one image runs anywhere (docs/configuration.md)."""
+"""Service settings, read from environment variables so one image runs anywhere (docs/api.md, "Configuration")."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_BATCH = 32
+#: Seconds a request may take in the app. A 580 x 420 frame takes ~25 ms and a full batch of 32 ~1 s on
+#: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it
+#: below any proxy's timeout so the client gets this service's JSON answer rather than the proxy's page.
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
 MODEL_LOADING_MODES = ("eager", "background")
 
 
@@ -34,6 +38,19 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _positive_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0.0 < value < float("inf"):  # also false for NaN
+        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds")
+    return value
+
+
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """Flask config keys from NERVE_* variables; unset or empty variables take their documented default."""
     loading = environ.get("NERVE_MODEL_LOADING", "").strip() or "eager"
@@ -47,4 +64,5 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "MAX_CONTENT_LENGTH": _positive_int(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
         "MAX_PIXELS": _positive_int(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
         "MAX_BATCH": _positive_int(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH),
+        "REQUEST_TIMEOUT": _positive_seconds(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S),
     }
