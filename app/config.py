@@ -25,29 +25,18 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use; the message names it."""
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _positive(environ: Mapping[str, str], name: str, default: int | float, kind: type[int] | type[float]):
+    """A positive, finite int or float from the environment; the default when unset or empty."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
+    what = "a whole number" if kind is int else "a number of seconds"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be at least 1")
-    return value
-
-
-def _positive_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not 0.0 < value < float("inf"):  # also false for NaN
-        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds")
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+    if not 0 < value < float("inf"):  # also false for NaN
+        raise ConfigError(f"{name}={raw!r} must be {what} above 0")
     return value
 
 
@@ -61,8 +50,8 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "MODEL_LOADING": loading,
         "SECRET_KEY": environ.get("NERVE_SECRET_KEY") or None,
         "API_TOKEN": environ.get("NERVE_API_TOKEN") or None,
-        "MAX_CONTENT_LENGTH": _positive_int(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
-        "MAX_PIXELS": _positive_int(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
-        "MAX_BATCH": _positive_int(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH),
-        "REQUEST_TIMEOUT": _positive_seconds(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S),
+        "MAX_CONTENT_LENGTH": _positive(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
+        "MAX_PIXELS": _positive(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS, int),
+        "MAX_BATCH": _positive(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH, int),
+        "REQUEST_TIMEOUT": _positive(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S, float),
     }
