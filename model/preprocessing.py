@@ -105,7 +105,8 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
         return values
     if high == low:
         return np.zeros_like(values)
-    return (values - low) / (high - low)
+    # In float64: float32's range difference can overflow (e.g. -3e38 .. 3e38 spans more than its maximum).
+    return ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
 def _luminance(array: np.ndarray) -> np.ndarray:

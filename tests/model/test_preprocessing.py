@@ -21,6 +21,7 @@ from model.preprocessing import (
 )
 from tests.conftest import phantom
 from tests.hostile import png_header_only
+from tests.hostile import tiff_encode as tiff_bytes
 
 GRAY = phantom(42, 58, seed=3)
 
@@ -59,6 +60,14 @@ def test_float_tiff_in_unit_range_kept_and_other_ranges_scaled():
     tifffile.imwrite(buf, unit * 1000 - 5)
     out = decode_image(buf.getvalue())
     assert out.min() == pytest.approx(0) and out.max() == pytest.approx(1)
+
+
+def test_float_tiff_spanning_float32s_whole_range_scales_without_overflow():
+    """Found by the fuzzer: max - min overflowed float32 and gave NaN pixels."""
+    extreme = np.array([[-3e38, 0.0], [1.0, 3e38]], np.float32)
+    out = decode_image(tiff_bytes(extreme))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [[0.0, 0.5], [0.5, 1.0]], atol=1e-6)
 
 
 def test_rgb_and_palette_and_rgba_and_cmyk_become_luminance():
