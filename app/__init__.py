@@ -30,6 +30,9 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.config.update(settings_from_env())
     app.config.update(SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(config_overrides or {})
+    if app.debug:  # Flask turns it on from FLASK_DEBUG; its reloader and tracebacks have no place here
+        app.logger.warning("FLASK_DEBUG/DEBUG is set: ignored, this service never runs in debug mode")
+        app.debug = False
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         app.logger.warning("NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
