@@ -6,6 +6,7 @@
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
 #   make lint       ruff, and hadolint on the Dockerfile
+#   make audit      pip-audit over the pinned requirements (needs PyPI; fails on unreviewed vulnerabilities)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -23,7 +24,7 @@ DATA ?= ../shared/data/ultrasound-nerve
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv run test train evaluate bench lint chromium clean
+.PHONY: help venv run test train evaluate bench lint audit chromium clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -69,6 +70,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"; \
 	else echo "hadolint not installed on this platform: Dockerfile not linted"; fi
+
+# Known vulnerabilities in the pins; reviewed exceptions in .ci/audit-ignore.txt (docs/reliability.md).
+audit: venv
+	$(PY) .ci/audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,7 +19,9 @@ threads = int(os.environ.get("NERVE_THREADS", "2"))
 worker_class = "gthread"
 preload_app = False
 # Start-up (TensorFlow import, model load, XLA warm-up) happens before a worker's first heartbeat, so the
-# timeout must cover it on a busy machine, as well as the longest batch.
+# timeout must cover it on a busy machine. It is the hard backstop for a worker whose main loop stops (a hang
+# holding the GIL): a gthread worker keeps heartbeating while a request thread works, so one slow request is
+# ended by the app's own NERVE_REQUEST_TIMEOUT (app/deadline.py), which answers 503 JSON, not by this.
 timeout = int(os.environ.get("NERVE_TIMEOUT", "120"))
 graceful_timeout = 30
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -2,7 +2,8 @@
 
 `create_app()` is the factory gunicorn calls in each worker after the fork (TensorFlow does not survive a
 fork, so gunicorn.conf.py never preloads): it reads the environment (app/config.py), checks and loads the
-model once, and wires the page and API blueprints, CSRF, security headers and JSON errors.
+model once, and wires the page and API blueprints, CSRF, security headers, JSON errors and the per-request
+time budget (app/deadline.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from app import api, pages
 from app.config import settings_from_env
+from app.deadline import start_request_deadline
 from app.errors import register_json_errors
 from app.model_service import ModelService
 from app.security import add_security_headers
@@ -28,6 +30,9 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.config.update(settings_from_env())
     app.config.update(SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(config_overrides or {})
+    if app.debug:  # Flask turns it on from FLASK_DEBUG; its reloader and tracebacks have no place here
+        app.logger.warning("FLASK_DEBUG/DEBUG is set: ignored, this service never runs in debug mode")
+        app.debug = False
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         app.logger.warning("NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
@@ -45,5 +50,6 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     register_json_errors(app)
+    app.before_request(start_request_deadline)
     app.after_request(add_security_headers)
     return app

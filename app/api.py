@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from app.deadline import request_deadline
 from app.errors import error_response
 from app.inference import analyse, analyse_batch
 from app.model_service import ModelService
@@ -58,7 +59,7 @@ def predict():
     segmenter = model_service().segmenter
     options = request_options(request)
     data = single_image(request)
-    return jsonify(analyse(segmenter, data, options, current_app.config["MAX_PIXELS"]))
+    return jsonify(analyse(segmenter, data, options, current_app.config["MAX_PIXELS"], request_deadline()))
 
 
 @bp.post("/predict/batch")
@@ -67,4 +68,5 @@ def predict_batch():
     segmenter = model_service().segmenter
     options = request_options(request)
     blobs = batch_images(request, current_app.config["MAX_BATCH"])
-    return jsonify(results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"]))
+    return jsonify(results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"],
+                                         request_deadline()))

@@ -1,4 +1,4 @@
-"""Service settings, read from environment variables so one image runs anywhere (docs/configuration.md)."""
+"""Service settings, read from environment variables so one image runs anywhere (docs/api.md, "Configuration")."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_BATCH = 32
+#: Seconds a request may take in the app. A 580 x 420 frame takes ~25 ms and a full batch of 32 ~1 s on
+#: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it
+#: below any proxy's timeout so the client gets this service's JSON answer rather than the proxy's page.
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
 MODEL_LOADING_MODES = ("eager", "background")
 
 
@@ -21,16 +25,18 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use; the message names it."""
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _positive(environ: Mapping[str, str], name: str, default: int | float, kind: type[int] | type[float]):
+    """A positive, finite int or float from the environment; the default when unset or empty."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
+    what = "a whole number" if kind is int else "a number of seconds"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be at least 1")
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+    if not 0 < value < float("inf"):  # also false for NaN
+        raise ConfigError(f"{name}={raw!r} must be {what} above 0")
     return value
 
 
@@ -44,7 +50,8 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "MODEL_LOADING": loading,
         "SECRET_KEY": environ.get("NERVE_SECRET_KEY") or None,
         "API_TOKEN": environ.get("NERVE_API_TOKEN") or None,
-        "MAX_CONTENT_LENGTH": _positive_int(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
-        "MAX_PIXELS": _positive_int(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
-        "MAX_BATCH": _positive_int(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH),
+        "MAX_CONTENT_LENGTH": _positive(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),
+        "MAX_PIXELS": _positive(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS, int),
+        "MAX_BATCH": _positive(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH, int),
+        "REQUEST_TIMEOUT": _positive(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S, float),
     }

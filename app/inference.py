@@ -11,6 +11,7 @@ from time import perf_counter
 
 import numpy as np
 
+from app.deadline import NO_DEADLINE, Deadline
 from app.errors import error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
@@ -52,8 +53,9 @@ def describe(prediction: Prediction, gray: np.ndarray, include: frozenset[str]) 
 
 
 def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, include: frozenset[str],
-            decode_s: float, infer_s: float) -> dict:
+            decode_s: float, infer_s: float, deadline: Deadline) -> dict:
     """describe() plus the model's identity and timings; `total` is decode + infer + encoding the outputs."""
+    deadline.check("encoding the result")
     encode_start = perf_counter()
     result = describe(prediction, gray, include)
     result["model"] = segmenter.info
@@ -62,18 +64,24 @@ def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, incl
     return result
 
 
-def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int) -> dict:
-    """One image; ImageError propagates for the caller to report."""
+def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int,
+            deadline: Deadline = NO_DEADLINE) -> dict:
+    """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
+    deadline.check("decoding")
     start = perf_counter()
     gray = decode_image(data, max_pixels=max_pixels)
     decoded = perf_counter()
+    deadline.check("inference")
     prediction = segmenter.predict(gray, options.threshold)
-    return _result(segmenter, prediction, gray, options.include, decoded - start, perf_counter() - decoded)
+    inferred = perf_counter()
+    return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, deadline)
 
 
-def _decoded(blobs: list[bytes], max_pixels: int, results: list) -> Iterator[tuple[int, np.ndarray, float]]:
+def _decoded(blobs: list[bytes], max_pixels: int, results: list,
+             deadline: Deadline) -> Iterator[tuple[int, np.ndarray, float]]:
     """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place."""
     for index, data in enumerate(blobs):
+        deadline.check(f"decoding image {index + 1} of {len(blobs)}")
         start = perf_counter()
         try:
             gray = decode_image(data, max_pixels=max_pixels)
@@ -83,8 +91,10 @@ def _decoded(blobs: list[bytes], max_pixels: int, results: list) -> Iterator[tup
         yield index, gray, perf_counter() - start
 
 
-def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int) -> list[dict]:
-    """Several images, each answered by a result or its own error, in order.
+def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int,
+                  deadline: Deadline = NO_DEADLINE) -> list[dict]:
+    """Several images, each answered by a result or its own error, in order; over the deadline, none (the
+    whole request fails: a partial batch would look like a complete one to a careless client).
 
     Images go to the network in groups of at most `max_pixels` decoded pixels in all (a single image may
     reach that limit alone), so a batch never holds much more memory than one maximal image. A frame's
@@ -95,14 +105,15 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, ma
     group: list[tuple[int, np.ndarray, float]] = []
 
     def flush() -> None:
+        deadline.check(f"inference on {len(group)} image(s)")
         start = perf_counter()
         predictions = segmenter.predict_many([gray for _, gray, _ in group], options.threshold)
         infer = (perf_counter() - start) / len(group)
         for (index, gray, decode), prediction in zip(group, predictions, strict=True):
-            results[index] = _result(segmenter, prediction, gray, options.include, decode, infer)
+            results[index] = _result(segmenter, prediction, gray, options.include, decode, infer, deadline)
         group.clear()
 
-    for item in _decoded(blobs, max_pixels, results):
+    for item in _decoded(blobs, max_pixels, results, deadline):
         if group and sum(gray.size for _, gray, _ in group) + item[1].size > max_pixels:
             flush()
         group.append(item)

@@ -15,7 +15,7 @@ ERROR_CODES = {
     401: "unauthorized (only when NERVE_API_TOKEN is set)",
     413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit)",
     415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format",
-    503: "model_not_ready",
+    503: "model_not_ready, request_timeout (over NERVE_REQUEST_TIMEOUT; stopped between stages)",
 }
 
 PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}

@@ -14,6 +14,7 @@ from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 from wtforms import StringField, ValidationError
 
+from app.deadline import request_deadline
 from app.errors import ApiError, describe_http_error
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse
@@ -60,7 +61,8 @@ def index():
     options = Options(threshold=parse_threshold(form.threshold.data), include=PAGE_INCLUDE)
     try:
         segmenter = current_app.extensions["model_service"].segmenter
-        result = analyse(segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"])
+        result = analyse(segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"],
+                         request_deadline())
     except (ApiError, ImageError) as exc:
         return _page(form, error=exc.message, status=exc.status)
     return _page(form, result=result)

@@ -105,7 +105,8 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
         return values
     if high == low:
         return np.zeros_like(values)
-    return (values - low) / (high - low)
+    # In float64: float32's range difference can overflow (e.g. -3e38 .. 3e38 spans more than its maximum).
+    return ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
 def _luminance(array: np.ndarray) -> np.ndarray:
@@ -165,12 +166,22 @@ def iter_frames(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterato
             yield _load(frame)
 
 
+#: Leading bytes of the supported formats, to tell a damaged file of a known format (400) from another kind
+#: of file (415) when Pillow cannot identify it.
+MAGIC_BYTES = {b"II*\0": "TIFF", b"MM\0*": "TIFF", b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP"}
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise EmptyImageError("the file is empty")
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the error below says it better
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        claimed = next((fmt for magic, fmt in MAGIC_BYTES.items() if data.startswith(magic)), None)
+        if claimed:
+            raise UnreadableImageError(f"the file starts like a {claimed} but its header is damaged") from None
         raise UnsupportedImageError(
             "not a supported image (accepted: TIFF, PNG, JPEG, BMP)"
         ) from None

@@ -1,11 +1,14 @@
 """The app under gunicorn with gunicorn.conf.py: TensorFlow only after fork, workers that share the CSRF
-secret, and a killed worker replaced while the other keeps answering."""
+secret, a killed worker replaced while the other keeps answering, a request over its time budget answered
+cleanly, and a damaged model stopping start-up with a message that names it."""
 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +42,7 @@ def worker_pids(pid: int) -> list[int]:
 
 
 class Server:
-    def __init__(self, model_dir: Path, log: Path) -> None:
+    def __init__(self, model_dir: Path, log: Path, **settings: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.access_log = log.with_suffix(".access")
@@ -47,6 +50,7 @@ class Server:
         env.update(PORT=str(self.port), NERVE_MODEL_DIR=str(model_dir), NERVE_WORKERS="2", NERVE_THREADS="2",
                    NERVE_API_TOKEN=TOKEN,
                    GUNICORN_CMD_ARGS=f"--access-logfile {self.access_log} --access-logformat '%(p)s %(U)s %(s)s'")
+        env.update(settings)
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
@@ -129,3 +133,40 @@ def test_gunicorn_workers(tiny_model_dir, tmp_path):
     finally:
         code = server.stop()
     assert code == 0, server.log.read_text()[-3000:]
+
+
+def test_request_over_its_budget_gets_a_clean_503(tiny_model_dir, tmp_path):
+    """A 1 ms budget: every prediction runs past it (the network alone takes longer), and each is answered
+    with the JSON error while the worker keeps serving."""
+    server = Server(tiny_model_dir, tmp_path / "gunicorn.log", NERVE_WORKERS="1", NERVE_REQUEST_TIMEOUT="0.001")
+    try:
+        server.wait(lambda: server.call("/readyz")[0] == 200, "the worker ready")
+        auth = {"Content-Type": "image/tiff", "Authorization": f"Bearer {TOKEN}"}
+        for _ in range(3):
+            status, body = server.call("/predict", tiff_bytes(phantom(420, 580)), auth)
+            assert status == 503, body[:300]
+            assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert server.call("/readyz")[0] == 200
+    finally:
+        code = server.stop()
+    assert code == 0, server.log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_damaged_model_stops_start_up_with_a_clear_message(tiny_model_dir, tmp_path, damage):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    if damage == "missing":
+        (model_dir / "unet.keras").unlink()
+        expected = "model weights file is missing"
+    else:
+        weights = model_dir / "unet.keras"
+        weights.write_bytes(weights.read_bytes()[:-100] + b"\0" * 100)
+        expected = "does not match metadata.json"
+    server = Server(model_dir, tmp_path / "gunicorn.log")
+    try:
+        code = server.process.wait(timeout=READY_WITHIN_S)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert code != 0 and "Worker failed to boot" in log, log[-3000:]
+    assert expected in log and str(model_dir / "unet.keras") in log, log[-3000:]

@@ -79,3 +79,25 @@ def test_random_secret_key_with_a_warning(tiny_model_dir, caplog, monkeypatch):
     assert len(first.config["SECRET_KEY"]) >= 32 and not first.debug
     monkeypatch.setenv("NERVE_SECRET_KEY", "from-the-environment")
     assert create_app({"MODEL_DIR": tiny_model_dir}).config["SECRET_KEY"] == "from-the-environment"
+
+
+def test_debug_mode_cannot_be_switched_on(tiny_model_dir, caplog, monkeypatch):
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    with caplog.at_level(logging.WARNING):
+        app = create_app({"MODEL_DIR": tiny_model_dir, "SECRET_KEY": "k"})
+    assert not app.debug and not app.config["DEBUG"]
+    assert "never runs in debug mode" in caplog.text
+    assert not create_app({"MODEL_DIR": tiny_model_dir, "SECRET_KEY": "k", "DEBUG": True}).debug
+
+
+def test_api_token_is_compared_in_constant_time(client, token, phantom_tiff, monkeypatch):
+    """The comparison goes through hmac.compare_digest, whose time does not depend on where bytes differ."""
+    import hmac
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    response = client.post("/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif")},
+                           headers={"Authorization": "Bearer s3cret-tokeX"})
+    assert response.status_code == 401
+    assert calls == [(b"s3cret-tokeX", token.encode())]

@@ -1,8 +1,6 @@
 """Decoding any supported image to grayscale [0, 1], and preparing the network input."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +20,8 @@ from model.preprocessing import (
     to_model_input,
 )
 from tests.conftest import phantom
+from tests.hostile import png_header_only
+from tests.hostile import tiff_encode as tiff_bytes
 
 GRAY = phantom(42, 58, seed=3)
 
@@ -60,6 +60,14 @@ def test_float_tiff_in_unit_range_kept_and_other_ranges_scaled():
     tifffile.imwrite(buf, unit * 1000 - 5)
     out = decode_image(buf.getvalue())
     assert out.min() == pytest.approx(0) and out.max() == pytest.approx(1)
+
+
+def test_float_tiff_spanning_float32s_whole_range_scales_without_overflow():
+    """Found by the fuzzer: max - min overflowed float32 and gave NaN pixels."""
+    extreme = np.array([[-3e38, 0.0], [1.0, 3e38]], np.float32)
+    out = decode_image(tiff_bytes(extreme))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [[0.0, 0.5], [0.5, 1.0]], atol=1e-6)
 
 
 def test_rgb_and_palette_and_rgba_and_cmyk_become_luminance():
@@ -116,14 +124,6 @@ def test_unsupported_format_is_415():
     with pytest.raises(UnsupportedImageError) as info:
         decode_image(data)
     assert info.value.status == 415 and "GIF" in info.value.message
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height but carries almost no data: a decompression bomb's header."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def test_huge_declared_dimensions_rejected_from_the_header():
