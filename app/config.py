@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from model.artifact import MODEL_DIR
+from model.cine import check_window
 
 #: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -14,6 +15,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_BATCH = 32
+#: 300 frames: 10 s of cine at 30 frames/s. A loop is also capped at model.cine.LOOP_PIXEL_FACTOR x MAX_PIXELS.
+DEFAULT_MAX_FRAMES = 300
+#: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
+DEFAULT_CINE_SMOOTHING = 1
 MODEL_LOADING_MODES = ("eager", "background")
 
 
@@ -34,6 +39,14 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _smoothing_window(environ: Mapping[str, str]) -> int:
+    value = _positive_int(environ, "NERVE_CINE_SMOOTHING", DEFAULT_CINE_SMOOTHING)
+    try:
+        return check_window(value)
+    except ValueError as exc:
+        raise ConfigError(f"NERVE_CINE_SMOOTHING: {exc}") from None
+
+
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """Flask config keys from NERVE_* variables; unset or empty variables take their documented default."""
     loading = environ.get("NERVE_MODEL_LOADING", "").strip() or "eager"
@@ -47,4 +60,6 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "MAX_CONTENT_LENGTH": _positive_int(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
         "MAX_PIXELS": _positive_int(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS),
         "MAX_BATCH": _positive_int(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH),
+        "MAX_FRAMES": _positive_int(environ, "NERVE_MAX_FRAMES", DEFAULT_MAX_FRAMES),
+        "CINE_SMOOTHING": _smoothing_window(environ),
     }

@@ -2,6 +2,7 @@
 
 Nothing here changes a mask: the served mask is the Segmenter's, encoded losslessly, so it equals the
 mask training's evaluation scored. The API and the page both call `analyse`, so they cannot disagree.
+A cine loop (`analyse_loop`) answers each frame with the very fields a single frame gets, plus its index.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 from app.errors import error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
+from model.frames import decode_all, decode_first
 from model.postprocessing import Prediction, outer_contours
-from model.preprocessing import ImageError, decode_image
+from model.preprocessing import ImageError
 from model.rle import rle_encode
 from model.segmenter import Segmenter
 
@@ -65,7 +67,7 @@ def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, incl
 def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int) -> dict:
     """One image; ImageError propagates for the caller to report."""
     start = perf_counter()
-    gray = decode_image(data, max_pixels=max_pixels)
+    gray = decode_first(data, max_pixels=max_pixels)
     decoded = perf_counter()
     prediction = segmenter.predict(gray, options.threshold)
     return _result(segmenter, prediction, gray, options.include, decoded - start, perf_counter() - decoded)
@@ -76,7 +78,7 @@ def _decoded(blobs: list[bytes], max_pixels: int, results: list) -> Iterator[tup
     for index, data in enumerate(blobs):
         start = perf_counter()
         try:
-            gray = decode_image(data, max_pixels=max_pixels)
+            gray = decode_first(data, max_pixels=max_pixels)
         except ImageError as exc:
             results[index] = error_body(exc.code, exc.message)
             continue
@@ -109,3 +111,24 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, ma
     if group:
         flush()
     return results
+
+
+def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int, max_frames: int,
+                 window: int) -> dict:
+    """Every frame of a multi-frame file (TIFF pages, DICOM frames, clip frames) in file order, segmented in
+    batches with the probability maps smoothed over `window` frames (model/cine.py).
+
+    Each entry of `frames` has the single-frame fields plus `frame` (0-based index); its `timing_ms` holds
+    the loop's decode and model time shared evenly. ImageError (including too_many_frames) propagates.
+    """
+    start = perf_counter()
+    grays = decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
+    decoded = perf_counter()
+    predictions = segmenter.predict_sequence(grays, options.threshold, window)
+    inferred = perf_counter()
+    decode_each, infer_each = (decoded - start) / len(grays), (inferred - decoded) / len(grays)
+    frames = [{"frame": index, **_result(segmenter, prediction, gray, options.include, decode_each, infer_each)}
+              for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))]
+    return {"frame_count": len(frames), "smoothing_window": window, "frames": frames,
+            "timing_ms": {"decode": _ms(decoded - start), "infer": _ms(inferred - decoded),
+                          "total": _ms(perf_counter() - start)}}

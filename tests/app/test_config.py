@@ -14,20 +14,24 @@ def test_defaults():
     settings = settings_from_env({})
     assert settings == {"MODEL_DIR": MODEL_DIR, "MODEL_LOADING": "eager", "SECRET_KEY": None, "API_TOKEN": None,
                         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES, "MAX_PIXELS": DEFAULT_MAX_PIXELS,
-                        "MAX_BATCH": DEFAULT_MAX_BATCH}
+                        "MAX_BATCH": DEFAULT_MAX_BATCH, "MAX_FRAMES": 300, "CINE_SMOOTHING": 1}
     assert DEFAULT_MAX_UPLOAD_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_BATCH == 32
 
 
 def test_values_from_environment():
     settings = settings_from_env({"NERVE_MODEL_DIR": "/models/v2", "NERVE_MODEL_LOADING": "background",
                                   "NERVE_SECRET_KEY": "k", "NERVE_API_TOKEN": "t", "NERVE_MAX_UPLOAD_BYTES": "1000",
-                                  "NERVE_MAX_PIXELS": " 2000 ", "NERVE_MAX_BATCH": "4"})
+                                  "NERVE_MAX_PIXELS": " 2000 ", "NERVE_MAX_BATCH": "4", "NERVE_MAX_FRAMES": "50",
+                                  "NERVE_CINE_SMOOTHING": "3"})
     assert settings == {"MODEL_DIR": Path("/models/v2"), "MODEL_LOADING": "background", "SECRET_KEY": "k",
-                        "API_TOKEN": "t", "MAX_CONTENT_LENGTH": 1000, "MAX_PIXELS": 2000, "MAX_BATCH": 4}
+                        "API_TOKEN": "t", "MAX_CONTENT_LENGTH": 1000, "MAX_PIXELS": 2000, "MAX_BATCH": 4,
+                        "MAX_FRAMES": 50, "CINE_SMOOTHING": 3}
 
 
 @pytest.mark.parametrize(("name", "value"), [("NERVE_MAX_BATCH", "0"), ("NERVE_MAX_PIXELS", "lots"),
-                                             ("NERVE_MAX_UPLOAD_BYTES", "-5"), ("NERVE_MODEL_LOADING", "lazy")])
+                                             ("NERVE_MAX_UPLOAD_BYTES", "-5"), ("NERVE_MODEL_LOADING", "lazy"),
+                                             ("NERVE_MAX_FRAMES", "0"), ("NERVE_CINE_SMOOTHING", "4"),
+                                             ("NERVE_CINE_SMOOTHING", "99")])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         settings_from_env({name: value})
