@@ -73,13 +73,15 @@ def decode_all(data: bytes, *, max_pixels: int, max_frames: int) -> list[np.ndar
     return _image_frames(data, max_pixels, max_frames)
 
 
-def read_frames(path: Path, *, max_pixels: int, max_frames: int) -> list[np.ndarray]:
-    """Every frame of a file on disk; errors name the file."""
+def read_frames(path: Path, *, max_pixels: int, max_frames: int | None) -> list[np.ndarray]:
+    """Every frame of a file on disk, or only its first when `max_frames` is None; errors name the file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise UnreadableImageError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
+        if max_frames is None:
+            return [decode_first(data, max_pixels=max_pixels)]
         return decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
     except ImageError as exc:
         error = type(exc)(f"{path}: {exc.message}")
