@@ -1,4 +1,5 @@
-"""The JSON API for programs: /predict, /predict/batch, health, model card and the OpenAPI document.
+"""The JSON API for programs: /predict (one frame, or a whole cine loop with frames=all), /predict/batch,
+health, model card and the OpenAPI document.
 
 It is exempt from CSRF (clients are programs, not browsers holding a session) and guarded by an optional
 bearer token instead. docs/api.md is the contract.
@@ -10,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.deadline import request_deadline
 from app.errors import error_response
-from app.inference import analyse, analyse_batch
+from app.inference import analyse, analyse_batch, analyse_loop
 from app.model_service import ModelService
 from app.openapi import openapi_spec
 from app.options import request_options
@@ -45,6 +46,7 @@ def model_card():
         "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
         "max_pixels": config["MAX_PIXELS"],
         "max_batch": config["MAX_BATCH"],
+        "max_frames": config["MAX_FRAMES"],
     })
 
 
@@ -59,7 +61,12 @@ def predict():
     segmenter = model_service().segmenter
     options = request_options(request)
     data = single_image(request)
-    return jsonify(analyse(segmenter, data, options, current_app.config["MAX_PIXELS"], request_deadline()))
+    config = current_app.config
+    if options.all_frames:
+        window = options.smoothing or config["CINE_SMOOTHING"]
+        return jsonify(analyse_loop(segmenter, data, options, config["MAX_PIXELS"], config["MAX_FRAMES"], window,
+                                     request_deadline()))
+    return jsonify(analyse(segmenter, data, options, config["MAX_PIXELS"], request_deadline()))
 
 
 @bp.post("/predict/batch")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from model.artifact import MODEL_DIR
+from model.cine import check_window
 
 #: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -18,6 +19,10 @@ DEFAULT_MAX_BATCH = 32
 #: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it
 #: below any proxy's timeout so the client gets this service's JSON answer rather than the proxy's page.
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
+#: 300 frames: 10 s of cine at 30 frames/s. A loop is also capped at model.cine.LOOP_PIXEL_FACTOR x MAX_PIXELS.
+DEFAULT_MAX_FRAMES = 300
+#: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
+DEFAULT_CINE_SMOOTHING = 1
 MODEL_LOADING_MODES = ("eager", "background")
 
 
@@ -40,6 +45,14 @@ def _positive(environ: Mapping[str, str], name: str, default: int | float, kind:
     return value
 
 
+def _smoothing_window(environ: Mapping[str, str]) -> int:
+    value = _positive(environ, "NERVE_CINE_SMOOTHING", DEFAULT_CINE_SMOOTHING, int)
+    try:
+        return check_window(value)
+    except ValueError as exc:
+        raise ConfigError(f"NERVE_CINE_SMOOTHING: {exc}") from None
+
+
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """Flask config keys from NERVE_* variables; unset or empty variables take their documented default."""
     loading = environ.get("NERVE_MODEL_LOADING", "").strip() or "eager"
@@ -54,4 +67,6 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "MAX_PIXELS": _positive(environ, "NERVE_MAX_PIXELS", DEFAULT_MAX_PIXELS, int),
         "MAX_BATCH": _positive(environ, "NERVE_MAX_BATCH", DEFAULT_MAX_BATCH, int),
         "REQUEST_TIMEOUT": _positive(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S, float),
+        "MAX_FRAMES": _positive(environ, "NERVE_MAX_FRAMES", DEFAULT_MAX_FRAMES, int),
+        "CINE_SMOOTHING": _smoothing_window(environ),
     }

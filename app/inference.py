@@ -2,6 +2,7 @@
 
 Nothing here changes a mask: the served mask is the Segmenter's, encoded losslessly, so it equals the
 mask training's evaluation scored. The API and the page both call `analyse`, so they cannot disagree.
+A cine loop (`analyse_loop`) answers each frame with the very fields a single frame gets, plus its index.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from app.deadline import NO_DEADLINE, Deadline
 from app.errors import error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
+from model.frames import decode_all, decode_first
 from model.postprocessing import Prediction, outer_contours
-from model.preprocessing import ImageError, decode_image
+from model.preprocessing import ImageError
 from model.rle import rle_encode
 from model.segmenter import Segmenter
 
@@ -69,7 +71,7 @@ def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int
     """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
     deadline.check("decoding")
     start = perf_counter()
-    gray = decode_image(data, max_pixels=max_pixels)
+    gray = decode_first(data, max_pixels=max_pixels)
     decoded = perf_counter()
     deadline.check("inference")
     prediction = segmenter.predict(gray, options.threshold)
@@ -84,7 +86,7 @@ def _decoded(blobs: list[bytes], max_pixels: int, results: list,
         deadline.check(f"decoding image {index + 1} of {len(blobs)}")
         start = perf_counter()
         try:
-            gray = decode_image(data, max_pixels=max_pixels)
+            gray = decode_first(data, max_pixels=max_pixels)
         except ImageError as exc:
             results[index] = error_body(exc.code, exc.message)
             continue
@@ -120,3 +122,27 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, ma
     if group:
         flush()
     return results
+
+
+def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int, max_frames: int,
+                 window: int, deadline: Deadline = NO_DEADLINE) -> dict:
+    """Every frame of a multi-frame file (TIFF pages, DICOM frames, clip frames) in file order, segmented in
+    batches with the probability maps smoothed over `window` frames (model/cine.py).
+
+    Each entry of `frames` has the single-frame fields plus `frame` (0-based index); its `timing_ms` holds
+    the loop's decode and model time shared evenly. ImageError (including too_many_frames) propagates.
+    """
+    start = perf_counter()
+    deadline.check("decoding")
+    grays = decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
+    decoded = perf_counter()
+    deadline.check(f"inference on {len(grays)} frame(s)")
+    predictions = segmenter.predict_sequence(grays, options.threshold, window)
+    inferred = perf_counter()
+    decode_each, infer_each = (decoded - start) / len(grays), (inferred - decoded) / len(grays)
+    frames = [{"frame": index, **_result(segmenter, prediction, gray, options.include, decode_each, infer_each,
+                                            deadline)}
+              for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))]
+    return {"frame_count": len(frames), "smoothing_window": window, "frames": frames,
+            "timing_ms": {"decode": _ms(decoded - start), "infer": _ms(inferred - decoded),
+                          "total": _ms(perf_counter() - start)}}

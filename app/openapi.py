@@ -8,13 +8,17 @@ configuration.
 from __future__ import annotations
 
 from app.options import DEFAULT_INCLUDE, OPTIONAL_FIELDS
+from model.cine import LOOP_PIXEL_FACTOR, MAX_WINDOW
+from model.frames import ACCEPTED
 
 ERROR_CODES = {
     400: "missing_file, multiple_files, too_many_images, invalid_parameter, invalid_image, empty_image, "
          "unreadable_image, bad_request",
     401: "unauthorized (only when NERVE_API_TOKEN is set)",
-    413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit)",
-    415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format",
+    413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit), "
+         "too_many_frames (frames=all: over the frame or loop pixel limit)",
+    415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format, "
+         "unsupported_transfer_syntax (compressed DICOM this service cannot decode)",
     503: "model_not_ready, request_timeout (over NERVE_REQUEST_TIMEOUT; stopped between stages)",
 }
 
@@ -76,7 +80,9 @@ SCHEMAS = {
                                                      "minItems": 2, "maxItems": 2}},
             },
             "overlay_png": {**PNG_BASE64, "description": "RGB PNG: the image with the mask filled and outlined."},
-            "probability_png": {**PNG_BASE64, "description": "8-bit PNG of the pixel probabilities x 255."},
+            "probability_png": {**PNG_BASE64, "description": "8-bit grayscale PNG, width x height, of the pixel "
+                                                             "probabilities x 255 (rounded): re-threshold it at "
+                                                             "t x 255 without a new request."},
             "image_png": {**PNG_BASE64, "description": "The input as an 8-bit grayscale PNG (for display)."},
             "model": {"$ref": "#/components/schemas/ModelInfo"},
             "timing_ms": {
@@ -88,6 +94,22 @@ SCHEMAS = {
                                "encoding the outputs.",
                 "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")},
             },
+        },
+    },
+    "LoopResult": {
+        "type": "object",
+        "required": ["frame_count", "smoothing_window", "frames", "timing_ms"],
+        "additionalProperties": False,
+        "description": "frames=all: every frame of a multi-frame file (TIFF pages, DICOM frames, MP4/AVI frames).",
+        "properties": {
+            "frame_count": {"type": "integer", "minimum": 1},
+            "smoothing_window": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW,
+                                 "description": "Frames in the centred moving average of the probability maps "
+                                                "(1 = no smoothing)."},
+            "frames": {"type": "array", "items": {"$ref": "#/components/schemas/LoopFrame"}},
+            "timing_ms": {"type": "object", "required": ["decode", "infer", "total"], "additionalProperties": False,
+                          "description": "Server time for the whole loop, ms.",
+                          "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")}},
         },
     },
     "BatchResponse": {
@@ -116,13 +138,22 @@ SCHEMAS = {
                                                           "training recorded them, model-card figures."},
             "limits": {
                 "type": "object",
-                "required": ["max_upload_bytes", "max_pixels", "max_batch"],
+                "required": ["max_upload_bytes", "max_pixels", "max_batch", "max_frames"],
                 "additionalProperties": False,
                 "properties": {k: {"type": "integer", "minimum": 1}
-                               for k in ("max_upload_bytes", "max_pixels", "max_batch")},
+                               for k in ("max_upload_bytes", "max_pixels", "max_batch", "max_frames")},
             },
         },
     },
+}
+
+
+#: A loop's frame: exactly a single-frame result plus its 0-based index in the file.
+SCHEMAS["LoopFrame"] = {
+    **SCHEMAS["PredictResult"],
+    "required": ["frame", *SCHEMAS["PredictResult"]["required"]],
+    "properties": {"frame": {"type": "integer", "minimum": 0, "description": "0-based index in the file."},
+                   **SCHEMAS["PredictResult"]["properties"]},
 }
 
 
@@ -150,9 +181,26 @@ def _parameters() -> list[dict]:
     ]
 
 
+def _loop_parameters(config: dict) -> list[dict]:
+    return [
+        {"name": "frames", "in": "query", "required": False,
+         "description": f"'all': segment every frame of a multi-frame file as a cine loop (at most "
+                        f"{config['MAX_FRAMES']} frames and {LOOP_PIXEL_FACTOR} x the pixel limit in all; 413 "
+                        "too_many_frames above) and answer a LoopResult. Absent or 'first': the first frame "
+                        "only. May also be a form field.",
+         "schema": {"type": "string", "enum": ["all", "first"]}},
+        {"name": "smoothing", "in": "query", "required": False,
+         "description": f"With frames=all: odd window, in frames, of the centred moving average of the "
+                        f"probability maps (1 = off, at most {MAX_WINDOW}); default "
+                        f"{config['CINE_SMOOTHING']} (NERVE_CINE_SMOOTHING). May also be a form field.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW}},
+    ]
+
+
 def openapi_spec(config: dict) -> dict:
     image_part = {"type": "string", "contentMediaType": "application/octet-stream",
-                  "description": "TIFF (8/16-bit or float, first page of a multi-page file), PNG, JPEG or BMP."}
+                  "description": f"{ACCEPTED}. TIFF 8/16-bit or float; DICOM uncompressed, RLE or JPEG "
+                                 "baseline; the first frame of a multi-frame file unless frames=all."}
     form_fields = {"threshold": {"type": "string"}, "include": {"type": "string"}}
     limits = (f"Bodies over {config['MAX_CONTENT_LENGTH']} bytes and images over {config['MAX_PIXELS']} "
               "pixels are refused with 413.")
@@ -171,13 +219,17 @@ def openapi_spec(config: dict) -> dict:
                 "description": "The image in multipart field `image`, or as the raw body with an image/* "
                                "Content-Type. " + limits,
                 "security": secured,
-                "parameters": _parameters(),
+                "parameters": _parameters() + _loop_parameters(config),
                 "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                                       "properties": {"image": image_part, **form_fields}}},
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": image_part, **form_fields, "frames": {"type": "string"},
+                        "smoothing": {"type": "string"}}}},
                     "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
                 }},
-                "responses": {"200": _json("PredictResult", "The prediction."),
+                "responses": {"200": {"description": "The prediction; with frames=all, one per frame.",
+                                      "content": {"application/json": {"schema": {"oneOf": [
+                                          {"$ref": "#/components/schemas/PredictResult"},
+                                          {"$ref": "#/components/schemas/LoopResult"}]}}}},
                               **_errors(400, 401, 413, 415, 503)},
             }},
             "/predict/batch": {"post": {

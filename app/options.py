@@ -1,4 +1,5 @@
-"""The optional request parameters `threshold` and `include`, parsed once for the API and the page."""
+"""The optional request parameters `threshold`, `include`, `frames` and `smoothing`, parsed once for the API and
+the page."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from flask import Request
 
 from app.errors import ApiError
+from model.cine import MAX_WINDOW, check_window
 
 #: Fields a client may ask for. `image_png` (the input as an 8-bit PNG) lets the page show a TIFF, which
 #: browsers cannot display; it is an addition to the issue's list and never sent by default.
@@ -19,6 +21,8 @@ DEFAULT_INCLUDE = frozenset({"mask_png", "rle"})
 class Options:
     threshold: float | None = None  # None: the calibrated threshold from the model's metadata
     include: frozenset[str] = field(default=DEFAULT_INCLUDE)
+    all_frames: bool = False  # frames=all: every frame of a multi-frame file, as a cine loop
+    smoothing: int | None = None  # moving-average window in frames; None: the configured default
 
 
 def parse_threshold(text: str | None) -> float | None:
@@ -47,6 +51,25 @@ def parse_include(text: str | None) -> frozenset[str]:
     return frozenset(names)
 
 
+def parse_frames(text: str | None) -> bool:
+    """`all` asks for every frame; absent, empty or `first` keeps the single-frame answer (first frame)."""
+    value = (text or "").strip().lower()
+    if value not in ("", "first", "all"):
+        raise ApiError(400, "invalid_parameter", f"frames must be 'all' or 'first', got {text[:40]!r}")
+    return value == "all"
+
+
+def parse_smoothing(text: str | None) -> int | None:
+    """An odd moving-average window in frames (1 = off); blank means the configured default."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return check_window(int(text))
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"smoothing must be an odd whole number of frames from 1 to "
+                                                 f"{MAX_WINDOW}, got {text[:40]!r}") from None
+
+
 def _value(request: Request, name: str) -> str | None:
     """A form field wins over the query string (a raw image body can only use the query string)."""
     if name in request.form:
@@ -56,4 +79,6 @@ def _value(request: Request, name: str) -> str | None:
 
 def request_options(request: Request) -> Options:
     return Options(threshold=parse_threshold(_value(request, "threshold")),
-                   include=parse_include(_value(request, "include")))
+                   include=parse_include(_value(request, "include")),
+                   all_frames=parse_frames(_value(request, "frames")),
+                   smoothing=parse_smoothing(_value(request, "smoothing")))

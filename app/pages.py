@@ -23,10 +23,12 @@ from model.preprocessing import ImageError
 
 bp = Blueprint("pages", __name__)
 
-#: What the page shows: the input as PNG, the mask and overlay (also offered as downloads), the outline.
-PAGE_INCLUDE = frozenset({"image_png", "mask_png", "overlay_png", "contours"})
+#: What the page shows: the input as PNG, the mask and overlay (also offered as downloads), the outline, and
+#: the probability map its script re-thresholds and draws as a heatmap.
+PAGE_INCLUDE = frozenset({"image_png", "mask_png", "overlay_png", "contours", "probability_png"})
 
-ACCEPTED_TYPES = "image/tiff,image/png,image/jpeg,image/bmp,.tif,.tiff,.png,.jpg,.jpeg,.bmp"
+ACCEPTED_TYPES = ("image/tiff,image/png,image/jpeg,image/bmp,application/dicom,video/mp4,video/x-msvideo,"
+                  ".tif,.tiff,.png,.jpg,.jpeg,.bmp,.dcm,.dicom,.mp4,.avi")
 
 
 def _threshold_is_valid(form: FlaskForm, field: StringField) -> None:
@@ -47,6 +49,8 @@ class UploadForm(FlaskForm):
 def _page(form: UploadForm, *, result: dict | None = None, error: str | None = None, status: int = 200):
     return render_template("index.html", form=form, result=result, error=error,
                            overlay_colour=OVERLAY_HEX, overlay_opacity=OVERLAY_OPACITY, outline_px=OUTLINE_PX,
+                           model_threshold=current_app.extensions["model_service"].metadata["postprocessing"][
+                               "threshold"],
                            page_include=",".join(sorted(PAGE_INCLUDE))), status
 
 

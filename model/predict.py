@@ -2,8 +2,11 @@
 
     python -m model.predict --input DIR --out DIR [--model model] [--threshold T]
 
-For users with thousands of frames. Unreadable files are reported by name in the CSV's `error` column
-and on stderr, and the run goes on; the exit status is 1 when any file failed.
+For users with thousands of frames: files are read and sent to the network BATCH at a time, with a progress
+bar. Besides TIFF, PNG, JPEG and BMP it reads DICOM (.dcm) and MP4/AVI clips; of a multi-frame file (TIFF
+pages, DICOM frames, clip) it predicts the first frame, as POST /predict does without frames=all.
+Unreadable files are reported by name in the CSV's `error` column and on stderr, and the run goes on; the
+exit status is 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import numpy as np
 from PIL import Image
 
 from model.artifact import MODEL_DIR, ModelArtifactError
+from model.frames import ACCEPTED, read_frames
 from model.postprocessing import Prediction
-from model.preprocessing import ImageError, read_image
+from model.preprocessing import DEFAULT_MAX_PIXELS, ImageError
 from model.rle import rle_encode
 
-EXTENSIONS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
+EXTENSIONS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom", ".mp4", ".avi"}
 BATCH = 32
 FIELDS = ["file", "width", "height", "nerve_present", "nerve_probability", "mask_area_px", "bbox", "rle",
           "mask_png", "error"]
@@ -43,7 +47,7 @@ def predict_files(segmenter, files: list[Path],
         grays: dict[Path, np.ndarray] = {}
         for path in files[start : start + BATCH]:
             try:
-                grays[path] = read_image(path)
+                grays[path] = read_frames(path, max_pixels=DEFAULT_MAX_PIXELS, max_frames=None)[0]
             except ImageError as exc:
                 outcomes[path] = exc
         outcomes.update(zip(grays, segmenter.predict_many(list(grays.values()), threshold), strict=True))
@@ -80,7 +84,7 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, required=True, help="folder of images (TIFF, PNG, JPEG, BMP)")
+    parser.add_argument("--input", type=Path, required=True, help=f"folder of images ({ACCEPTED})")
     parser.add_argument("--out", type=Path, required=True, help="folder for predictions.csv and masks/")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, default=None, help="pixel probability cut, in (0, 1)")
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     files = image_files(args.input)
     if not files:
-        print(f"error: {args.input}: no TIFF, PNG, JPEG or BMP images in it", file=sys.stderr)
+        print(f"error: {args.input}: no images ({ACCEPTED}) in it", file=sys.stderr)
         return 2
     try:
         from model.segmenter import Segmenter

@@ -74,7 +74,7 @@ class InputSpec:
                    mean=float(norm["mean"]), std=float(norm["std"]))
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def check_size(width: int, height: int, max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise EmptyImageError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
@@ -109,7 +109,7 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
     return ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
-def _luminance(array: np.ndarray) -> np.ndarray:
+def luminance(array: np.ndarray) -> np.ndarray:
     """Collapse colour channels with the ITU-R 601 weights Pillow uses for 'L' conversion."""
     if array.ndim == 2:
         return array
@@ -134,7 +134,7 @@ def _pil_frame_to_gray(frame: Image.Image) -> np.ndarray:
     if mode in ("LA", "La"):
         return np.asarray(frame.getchannel(0)).astype(np.float32) / 255.0
     # RGB, RGBA, P, PA, CMYK, YCbCr, LAB, HSV: let Pillow map to RGB, then to luminance.
-    return _luminance(np.asarray(frame.convert("RGB"))).astype(np.float32)
+    return luminance(np.asarray(frame.convert("RGB"))).astype(np.float32)
 
 
 def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarray:
@@ -147,13 +147,13 @@ def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarra
             shape = page.shape
             if len(shape) < 2:
                 raise UnsupportedImageError(f"TIFF page has shape {shape}")
-            _check_size(shape[1], shape[0], max_pixels)
+            check_size(shape[1], shape[0], max_pixels)
             array = page.asarray()
     except ImageError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise UnreadableImageError(f"TIFF could not be decoded: {exc}") from None
-    gray = _luminance(array)
+    gray = luminance(array)
     return to_unit_float(gray)
 
 
@@ -162,7 +162,7 @@ def iter_frames(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterato
     image = _open(data, max_pixels)
     with image:
         for frame in ImageSequence.Iterator(image):
-            _check_size(frame.width, frame.height, max_pixels)
+            check_size(frame.width, frame.height, max_pixels)
             yield _load(frame)
 
 
@@ -194,7 +194,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise UnsupportedImageError(
             f"image format {image.format} is not supported (accepted: TIFF, PNG, JPEG, BMP)"
         )
-    _check_size(image.width, image.height, max_pixels)
+    check_size(image.width, image.height, max_pixels)
     return image
 
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
+from model.cine import smooth_maps
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
 
@@ -88,11 +89,17 @@ class Segmenter:
 
     def predict_many(self, grays: list[np.ndarray], threshold: float | None = None) -> list[Prediction]:
         """Grayscale [0, 1] images of any sizes -> one Prediction each, at each image's own size."""
-        maps = self.probability_maps(to_model_batch(grays, self.spec))
-        return [
-            postprocess(m, g.shape[0], g.shape[1], self.post, threshold)
-            for m, g in zip(maps, grays, strict=True)
-        ]
+        return self._postprocess_all(self.probability_maps(to_model_batch(grays, self.spec)), grays, threshold)
+
+    def predict_sequence(self, grays: list[np.ndarray], threshold: float | None = None,
+                         window: int = 1) -> list[Prediction]:
+        """The frames of one cine loop, in time order -> one Prediction each, the model-resolution probability
+        maps first averaged over `window` neighbouring frames (model/cine.py); window=1 equals predict_many."""
+        maps = smooth_maps(self.probability_maps(to_model_batch(grays, self.spec)), window)
+        return self._postprocess_all(maps, grays, threshold)
+
+    def _postprocess_all(self, maps: np.ndarray, grays: list[np.ndarray], threshold: float | None) -> list[Prediction]:
+        return [postprocess(m, g.shape[0], g.shape[1], self.post, threshold) for m, g in zip(maps, grays, strict=True)]
 
     def predict(self, gray: np.ndarray, threshold: float | None = None) -> Prediction:
         return self.predict_many([gray], threshold)[0]

@@ -1,7 +1,9 @@
 // Progressive enhancement of the upload page: send the file to the JSON API with fetch() and draw the
-// result on a canvas whose overlay opacity the user can change, without reloading. Without this script the
-// form posts to the page route and the server renders the same figures (templates/index.html), so the text
-// formats below match the template's.
+// result on a canvas without reloading. The user can change the overlay opacity, switch between the mask
+// and the probability heatmap, re-threshold the probability map in the browser (no new request), and, for
+// a cine loop (frames=all), play the frames with a per-frame presence strip. A single frame is shown as a
+// loop of one. Without this script the form posts to the page route and the server renders the same figures
+// (templates/index.html), so the text formats below match the template's.
 "use strict";
 
 (function () {
@@ -20,9 +22,22 @@
   const serverImage = byId("overlay-image");
   const slider = byId("opacity");
   const sliderValue = byId("opacity-value");
+  const cutSlider = byId("display-threshold");
+  const cutValue = byId("display-threshold-value");
+  const player = byId("player");
+  const playButton = byId("play");
+  const frameSlider = byId("frame-slider");
+  const frameLabel = byId("frame-label");
+  const strip = byId("presence-strip");
   const colour = canvas.dataset.colour;
+  const rgb = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
   const outlineWidth = Number(canvas.dataset.outline);
-  let view = null; // {image, tint, contours} of the result on show
+  const FRAMES_PER_SECOND = 15;
+
+  let frames = []; // per frame: {result, image, tint, probability: Uint8ClampedArray, layers: Map}
+  let current = 0;
+  let serverCut = 0.5; // the threshold the server's masks were made with
+  let timer = null;
   let blobUrls = [];
 
   document.querySelectorAll(".js-only").forEach((element) => { element.hidden = false; });
@@ -38,21 +53,17 @@
     form.setAttribute("aria-busy", String(busy));
     if (busy) {
       errorBox.hidden = true;
-      statusLine.textContent = "Analysing the image…";
+      statusLine.textContent = "Analysing…";
     }
   }
 
-  function pngBytes(base64) {
+  function pngUrl(base64) {
     const binary = atob(base64);
     const bytes = new Uint8Array(binary.length);
     for (let i = 0; i < binary.length; i += 1) {
       bytes[i] = binary.charCodeAt(i);
     }
-    return bytes;
-  }
-
-  function pngUrl(base64) {
-    const url = URL.createObjectURL(new Blob([pngBytes(base64)], { type: "image/png" }));
+    const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
     blobUrls.push(url);
     return url;
   }
@@ -66,59 +77,104 @@
     });
   }
 
-  // The mask PNG (0 or 255) as an image of the overlay colour, transparent outside the mask.
-  function tint(mask) {
+  function pixelsOf(image) {
     const layer = document.createElement("canvas");
-    layer.width = mask.naturalWidth;
-    layer.height = mask.naturalHeight;
+    layer.width = image.naturalWidth;
+    layer.height = image.naturalHeight;
     const context = layer.getContext("2d");
-    context.drawImage(mask, 0, 0);
-    const pixels = context.getImageData(0, 0, layer.width, layer.height);
-    const [red, green, blue] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+    context.drawImage(image, 0, 0);
+    return context.getImageData(0, 0, layer.width, layer.height);
+  }
+
+  // A layer of the overlay colour whose alpha (0..255) per pixel is alphaAt(pixel index).
+  function layerOf(width, height, alphaAt) {
+    const layer = document.createElement("canvas");
+    layer.width = width;
+    layer.height = height;
+    const context = layer.getContext("2d");
+    const pixels = context.createImageData(width, height);
     const data = pixels.data;
-    for (let i = 0; i < data.length; i += 4) {
-      const inside = data[i] > 127;
-      data[i] = red;
-      data[i + 1] = green;
-      data[i + 2] = blue;
-      data[i + 3] = inside ? 255 : 0;
+    for (let p = 0, i = 0; p < width * height; p += 1, i += 4) {
+      data[i] = rgb[0];
+      data[i + 1] = rgb[1];
+      data[i + 2] = rgb[2];
+      data[i + 3] = alphaAt(p);
     }
     context.putImageData(pixels, 0, 0);
     return layer;
   }
 
-  function draw() {
-    if (!view) {
-      return;
+  // The browser's own mask at threshold `cut` (probability PNG byte >= cut x 255), its fill and its edge
+  // (mask pixels with a 4-neighbour outside), cached per frame and threshold so playback stays smooth.
+  function rethresholded(frame, cut) {
+    const key = `cut:${cut}`;
+    if (!frame.layers.has(key)) {
+      const { width, height } = frame.result;
+      const level = cut * 255;
+      const inside = new Uint8Array(width * height);
+      frame.probability.forEach((value, p) => { inside[p] = value >= level ? 1 : 0; });
+      const edge = (p) => {
+        if (!inside[p]) { return 0; }
+        const x = p % width;
+        const y = (p - x) / width;
+        return x === 0 || y === 0 || x === width - 1 || y === height - 1 || !inside[p - 1] || !inside[p + 1]
+          || !inside[p - width] || !inside[p + width] ? 255 : 0;
+      };
+      frame.layers.set(key, { fill: layerOf(width, height, (p) => inside[p] * 255), outline: layerOf(width, height, edge) });
     }
-    const context = canvas.getContext("2d");
-    context.globalAlpha = 1;
-    context.drawImage(view.image, 0, 0);
-    context.globalAlpha = Number(slider.value) / 100;
-    context.drawImage(view.tint, 0, 0);
-    context.globalAlpha = 1;
-    context.strokeStyle = colour;
-    context.lineWidth = outlineWidth;
-    context.lineJoin = "round";
-    for (const contour of view.contours) {
-      context.beginPath();
-      contour.forEach(([x, y], i) => (i ? context.lineTo(x + 0.5, y + 0.5) : context.moveTo(x + 0.5, y + 0.5)));
-      context.closePath();
-      context.stroke();
-    }
-    sliderValue.textContent = `${slider.value}%`;
-    canvas.dataset.drawn = "true";
+    return frame.layers.get(key);
   }
 
-  async function render(result) {
-    blobUrls.forEach((url) => URL.revokeObjectURL(url));
-    blobUrls = [];
-    const [image, mask] = await Promise.all([loadImage(pngUrl(result.image_png)), loadImage(pngUrl(result.mask_png))]);
-    view = { image, tint: tint(mask), contours: result.contours };
-    canvas.width = result.width;
-    canvas.height = result.height;
-    draw();
+  function heatmap(frame) {
+    if (!frame.layers.has("heat")) {
+      frame.layers.set("heat", layerOf(frame.result.width, frame.result.height, (p) => frame.probability[p]));
+    }
+    return frame.layers.get("heat");
+  }
 
+  function viewMode() {
+    return form.ownerDocument.querySelector("input[name='view-mode']:checked").value;
+  }
+
+  function draw() {
+    const frame = frames[current];
+    if (!frame) {
+      return;
+    }
+    const cut = Number(cutSlider.value);
+    const context = canvas.getContext("2d");
+    context.globalAlpha = 1;
+    context.drawImage(frame.image, 0, 0);
+    context.globalAlpha = Number(slider.value) / 100;
+    if (viewMode() === "heatmap") {
+      context.drawImage(heatmap(frame), 0, 0);
+    } else if (Math.abs(cut - serverCut) < 1e-9) {
+      // At the server's threshold: its own mask (after the minimum-area gate) and contours.
+      context.drawImage(frame.tint, 0, 0);
+      context.globalAlpha = 1;
+      context.strokeStyle = colour;
+      context.lineWidth = outlineWidth;
+      context.lineJoin = "round";
+      for (const contour of frame.result.contours) {
+        context.beginPath();
+        contour.forEach(([x, y], i) => (i ? context.lineTo(x + 0.5, y + 0.5) : context.moveTo(x + 0.5, y + 0.5)));
+        context.closePath();
+        context.stroke();
+      }
+    } else {
+      const layers = rethresholded(frame, cut);
+      context.drawImage(layers.fill, 0, 0);
+      context.globalAlpha = 1;
+      context.drawImage(layers.outline, 0, 0);
+    }
+    context.globalAlpha = 1;
+    sliderValue.textContent = `${slider.value}%`;
+    cutValue.textContent = cut.toFixed(3);
+    canvas.dataset.drawn = "true";
+    canvas.dataset.frame = String(current);
+  }
+
+  function showFigures(result) {
     byId("decision").textContent = result.nerve_present ? "Nerve found" : "No nerve found";
     byId("decision").classList.toggle("present", result.nerve_present);
     byId("probability").textContent = result.nerve_probability.toFixed(3);
@@ -128,12 +184,87 @@
     byId("timing").textContent =
       `${result.timing_ms.infer.toFixed(1)} ms (total ${result.timing_ms.total.toFixed(1)} ms)`;
     byId("model").textContent = `${result.model.name} ${result.model.version}`;
-    byId("download-mask").href = pngUrl(result.mask_png);
-    byId("download-overlay").href = pngUrl(result.overlay_png);
+    byId("download-mask").href = frames[current].maskUrl;
+    byId("download-overlay").href = frames[current].overlayUrl;
+  }
+
+  function show(index) {
+    current = Math.max(0, Math.min(index, frames.length - 1));
+    frameSlider.value = String(current);
+    frameLabel.textContent = `Frame ${current + 1} of ${frames.length}`;
+    strip.querySelectorAll("li").forEach((cell, i) => cell.classList.toggle("current", i === current));
+    showFigures(frames[current].result);
+    draw();
+  }
+
+  function stop() {
+    if (timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+    playButton.textContent = "Play";
+    playButton.setAttribute("aria-pressed", "false");
+  }
+
+  function togglePlay() {
+    if (timer !== null) {
+      stop();
+      return;
+    }
+    playButton.textContent = "Pause";
+    playButton.setAttribute("aria-pressed", "true");
+    timer = setInterval(() => show((current + 1) % frames.length), 1000 / FRAMES_PER_SECOND);
+  }
+
+  function buildStrip() {
+    strip.replaceChildren(...frames.map((frame, i) => {
+      const cell = document.createElement("li");
+      cell.className = frame.result.nerve_present ? "present" : "absent";
+      cell.title = `Frame ${i + 1}: ${frame.result.nerve_present ? "nerve found" : "no nerve found"}`;
+      cell.tabIndex = 0;
+      cell.dataset.frame = String(i);
+      return cell;
+    }));
+  }
+
+  async function prepare(result) {
+    const [image, mask, probability] = await Promise.all(
+      [result.image_png, result.mask_png, result.probability_png].map((png) => loadImage(pngUrl(png))));
+    const maskPixels = pixelsOf(mask).data;
+    const probabilityPixels = pixelsOf(probability).data;
+    const values = new Uint8ClampedArray(result.width * result.height);
+    values.forEach((_, p) => { values[p] = probabilityPixels[p * 4]; });
+    return {
+      result,
+      image,
+      tint: layerOf(result.width, result.height, (p) => (maskPixels[p * 4] > 127 ? 255 : 0)),
+      probability: values,
+      layers: new Map(),
+      maskUrl: pngUrl(result.mask_png),
+      overlayUrl: pngUrl(result.overlay_png),
+    };
+  }
+
+  async function render(payload) {
+    stop();
+    blobUrls.forEach((url) => URL.revokeObjectURL(url));
+    blobUrls = [];
+    const results = payload.frames || [payload];
+    frames = await Promise.all(results.map(prepare));
+    canvas.width = results[0].width;
+    canvas.height = results[0].height;
+    const sent = byId("threshold").value.trim();
+    serverCut = sent ? Number(sent) : Number(form.dataset.threshold);
+    cutSlider.value = String(serverCut);
+    serverCut = Number(cutSlider.value); // the range input's own rounding of the value
+    frameSlider.max = String(frames.length - 1);
+    buildStrip();
+    player.hidden = frames.length < 2;
+    show(0);
 
     serverImage.hidden = true;
     canvas.hidden = false;
-    byId("opacity-control").hidden = false;
+    ["opacity-control", "view-control", "display-threshold-control"].forEach((id) => { byId(id).hidden = false; });
     resultSection.hidden = false;
   }
 
@@ -148,6 +279,9 @@
     const threshold = byId("threshold").value.trim();
     if (threshold) {
       body.append("threshold", threshold);
+    }
+    if (byId("all-frames").checked) {
+      body.append("frames", "all");
     }
     body.append("include", form.dataset.include);
     setBusy(true);
@@ -167,7 +301,7 @@
         throw new Error(payload.error ? payload.error.message : `HTTP ${response.status}`);
       }
       await render(payload);
-      statusLine.textContent = "Done.";
+      statusLine.textContent = payload.frames ? `Done: ${payload.frame_count} frames.` : "Done.";
       resultSection.scrollIntoView({ behavior: "smooth", block: "start" });
     } catch (error) {
       showError(error.message || "The request failed.");
@@ -178,6 +312,20 @@
 
   form.addEventListener("submit", analyse);
   slider.addEventListener("input", draw);
+  cutSlider.addEventListener("input", draw);
+  document.querySelectorAll("input[name='view-mode']").forEach((radio) => radio.addEventListener("change", draw));
+  playButton.addEventListener("click", togglePlay);
+  frameSlider.addEventListener("input", () => { stop(); show(Number(frameSlider.value)); });
+  const seek = (event) => {
+    const cell = event.target.closest("li");
+    if (cell && (event.type === "click" || event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      stop();
+      show(Number(cell.dataset.frame));
+    }
+  };
+  strip.addEventListener("click", seek);
+  strip.addEventListener("keydown", seek);
 
   ["dragenter", "dragover"].forEach((type) => dropzone.addEventListener(type, (event) => {
     event.preventDefault();

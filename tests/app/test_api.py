@@ -225,4 +225,5 @@ def test_health_ready_and_model_card(app, client):
     assert card["model"] == ready.get_json()["model"]
     assert card["metadata"]["postprocessing"]["threshold"] == 0.5
     assert card["limits"] == {"max_upload_bytes": app.config["MAX_CONTENT_LENGTH"],
-                              "max_pixels": app.config["MAX_PIXELS"], "max_batch": app.config["MAX_BATCH"]}
+                              "max_pixels": app.config["MAX_PIXELS"], "max_batch": app.config["MAX_BATCH"],
+                              "max_frames": app.config["MAX_FRAMES"]}

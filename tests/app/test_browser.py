@@ -8,6 +8,7 @@ never a real frame).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -124,3 +125,74 @@ def test_without_javascript_the_form_renders_the_result(chromium, base_url, uplo
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-no-js-result.png"), full_page=True)
     context.close()
+
+
+def test_probability_view_and_threshold_slider_work_without_a_request(chromium, base_url, upload):
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(base_url)
+    page.set_input_files("#image", upload)
+    page.fill("#threshold", THRESHOLD)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+
+    assert page.input_value("#display-threshold") == THRESHOLD, "the slider starts at the threshold sent"
+    server_mask = page.evaluate(COUNT_TINTED)
+    page.fill("#display-threshold", "0.505")  # below every pixel of interest: a larger mask
+    assert page.inner_text("#display-threshold-value") == "0.505"
+    lower = page.evaluate(COUNT_TINTED)
+    page.fill("#display-threshold", "0.995")  # above the whole map: nothing left to draw
+    higher = page.evaluate(COUNT_TINTED)
+    assert higher < server_mask < lower, (higher, server_mask, lower)
+    assert higher == 0
+
+    page.check("input[name='view-mode'][value='heatmap']")
+    heat = page.evaluate(COUNT_TINTED)
+    assert heat > lower, "the heatmap tints every pixel with some probability"
+    page.check("input[name='view-mode'][value='mask']")
+    page.fill("#display-threshold", THRESHOLD)
+    assert page.evaluate(COUNT_TINTED) == server_mask, "back at the sent threshold: the server's mask again"
+    assert page.inner_text("#decision") == "Nerve found", "the figures stay the server's"
+    assert requests == [], f"re-thresholding made requests: {requests}"
+    assert not problems, problems
+    page.close()
+
+
+def test_cine_loop_plays_with_a_presence_strip(app, chromium, base_url):
+    from tests.media import loop, multipage_tiff_bytes
+
+    frames = loop(6)
+    data = multipage_tiff_bytes(frames)
+    expected = app.test_client().post("/predict", data={"image": (io.BytesIO(data), "loop.tif"), "frames": "all",
+                                                        "threshold": THRESHOLD, "include": ""}).get_json()
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(base_url)
+    page.set_input_files("#image", {"name": "loop.tif", "mimeType": "image/tiff", "buffer": data})
+    page.fill("#threshold", THRESHOLD)
+    page.check("#all-frames")
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+
+    assert page.is_visible("#player")
+    assert page.inner_text("#frame-label") == "Frame 1 of 6"
+    classes = page.eval_on_selector_all("#presence-strip li", "cells => cells.map(c => c.className)")
+    assert [c.split()[0] for c in classes] == ["present" if f["nerve_present"] else "absent"
+                                               for f in expected["frames"]]
+    page.click("#presence-strip li:nth-child(4)")
+    assert page.get_attribute("#overlay-canvas", "data-frame") == "3"
+    assert page.inner_text("#frame-label") == "Frame 4 of 6"
+    assert page.inner_text("#area") == f"{expected['frames'][3]['mask_area_px']} px"
+    page.click("#play")
+    page.wait_for_function("() => document.getElementById('overlay-canvas').dataset.frame !== '3'",
+                           timeout=10_000)
+    page.click("#play")
+    assert page.get_attribute("#play", "aria-pressed") == "false"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-cine.png"), full_page=True)
+    assert not problems, problems
+    page.close()

@@ -11,6 +11,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.app.conftest import tiff_bytes
 from tests.conftest import phantom
+from tests.media import compressed_dicom_bytes, dicom_bytes, loop, multipage_tiff_bytes
 
 SPEC_URI = "urn:nerve-openapi"
 
@@ -23,10 +24,12 @@ def spec(app):
 def response_validator(spec: dict, path: str, method: str, status: int) -> Draft202012Validator:
     responses = spec["paths"][path][method]["responses"]
     assert str(status) in responses, f"{method.upper()} {path} does not document {status}"
-    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    assert "schema" in responses[str(status)]["content"]["application/json"]
     registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
-    ref = schema["$ref"].replace("#", f"{SPEC_URI}#", 1)
-    return Draft202012Validator({"$ref": ref}, registry=registry)
+    pointer = "/".join(part.replace("~", "~0").replace("/", "~1")
+                       for part in ("paths", path, method, "responses", str(status), "content", "application/json",
+                                    "schema"))
+    return Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}"}, registry=registry)
 
 
 def test_document_shape(spec):
@@ -56,6 +59,10 @@ CASES = [
     ("post", "/predict", multipart(image=image(FRAME), threshold="0.99", include=ALL), 200),
     ("post", "/predict", {"data": FRAME, "content_type": "image/tiff"}, 200),
     ("post", "/predict", multipart(), 400),
+    ("post", "/predict", multipart(image=image(multipage_tiff_bytes(loop(3))), frames="all", include=ALL), 200),
+    ("post", "/predict", multipart(image=image(dicom_bytes(loop(2))), frames="all", smoothing="3"), 200),
+    ("post", "/predict", multipart(image=image(FRAME), frames="sometimes"), 400),
+    ("post", "/predict", multipart(image=image(compressed_dicom_bytes())), 415),
     ("post", "/predict", multipart(image=image(FRAME), threshold="2"), 400),
     ("post", "/predict", multipart(image=image(b"text")), 415),
     ("post", "/predict", {"data": b"text", "content_type": "text/plain"}, 415),
@@ -76,6 +83,11 @@ def test_limit_errors_match_the_document(spec, app, client, monkeypatch):
     response = client.post("/predict", data={"image": image(FRAME)})
     assert response.status_code == 413
     response_validator(spec, "/predict", "post", 413).validate(response.get_json())
+    monkeypatch.setitem(app.config, "MAX_PIXELS", 10**6)
+    monkeypatch.setitem(app.config, "MAX_FRAMES", 2)
+    response = client.post("/predict", data={"image": image(multipage_tiff_bytes(loop(3))), "frames": "all"})
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "too_many_frames"
+    response_validator(spec, "/predict", "post", 413).validate(response.get_json())
     monkeypatch.setitem(app.config, "API_TOKEN", "t")
     response = client.post("/predict", data={"image": image(FRAME)})
     assert response.status_code == 401
@@ -89,6 +101,10 @@ def test_schema_rejects_contract_drift(spec):
             "height": 2, "model": {"name": "m", "version": "1", "sha256": "0" * 64},
             "timing_ms": {"decode": 1.0, "infer": 1.0, "total": 2.0}}
     validator.validate(good)
+    validator.validate({"frame_count": 1, "smoothing_window": 1, "frames": [{"frame": 0, **good}],
+                        "timing_ms": good["timing_ms"]})
+    assert not validator.is_valid({"frame_count": 1, "smoothing_window": 1, "frames": [good],
+                                   "timing_ms": good["timing_ms"]}), "a loop frame needs its index"
     assert not validator.is_valid({**good, "surprise": 1})
     assert not validator.is_valid({k: v for k, v in good.items() if k != "bbox"})
     assert not validator.is_valid({**good, "bbox": [1, 2, 3]})

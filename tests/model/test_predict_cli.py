@@ -7,9 +7,10 @@ from PIL import Image
 
 from model import predict
 from model.preprocessing import read_image
-from model.rle import rle_decode
+from model.rle import rle_decode, rle_encode
 from model.segmenter import Segmenter
 from tests.conftest import phantom
+from tests.media import compressed_dicom_bytes, dicom_bytes, loop
 
 
 def test_predicts_a_folder_and_reports_bad_files(tiny_model_dir, tmp_path, capsys):
@@ -19,23 +20,29 @@ def test_predicts_a_folder_and_reports_bad_files(tiny_model_dir, tmp_path, capsy
     Image.fromarray(phantom(93, 128, seed=2)).convert("RGB").save(src / "b.png")
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(src / "a_mask.tif")  # a Kaggle mask: not an input
     (src / "c.jpg").write_text("not a jpeg")
+    (src / "d.dcm").write_bytes(dicom_bytes(loop(3)))  # multi-frame DICOM: its first frame
+    (src / "e.dcm").write_bytes(compressed_dicom_bytes())
     out = tmp_path / "out"
     code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir),
                          "--threshold", "0.3"])
     assert code == 1  # one file failed
     rows = {r["file"]: r for r in csv.DictReader((out / "predictions.csv").read_text().splitlines())}
-    assert set(rows) == {"a.tif", "b.png", "c.jpg"}
-    assert "c.jpg" in rows["c.jpg"]["error"] and "c.jpg" in capsys.readouterr().err
+    assert set(rows) == {"a.tif", "b.png", "c.jpg", "d.dcm", "e.dcm"}
+    err = capsys.readouterr().err
+    assert "c.jpg" in rows["c.jpg"]["error"] and "c.jpg" in err
+    assert "e.dcm: DICOM transfer syntax JPEG Lossless" in rows["e.dcm"]["error"] and "e.dcm" in err
     seg = Segmenter.load(tiny_model_dir)
     expected = seg.predict(read_image(src / "a.tif"), threshold=0.3).mask
     saved = np.asarray(Image.open(out / rows["a.tif"]["mask_png"])) > 0
     np.testing.assert_array_equal(saved, expected.astype(bool))
     np.testing.assert_array_equal(rle_decode(rows["a.tif"]["rle"], 120, 160), expected)
     assert int(rows["a.tif"]["mask_area_px"]) == int(expected.sum())
+    first = seg.predict(loop(3)[0] / 255.0, threshold=0.3)
+    assert rows["d.dcm"]["rle"] == rle_encode(first.mask) and rows["d.dcm"]["width"] == "160"
 
 
 def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     assert predict.main(["--input", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert predict.main(["--input", str(tmp_path), "--out", str(tmp_path)]) == 2
-    assert "no TIFF" in capsys.readouterr().err
+    assert "no images (TIFF, PNG, JPEG, BMP, DICOM" in capsys.readouterr().err
