@@ -2,7 +2,7 @@
 # file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
 #   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
 #   make test       the whole test suite (installs Debian chromium for the browser test when root)
-#   make train      5-fold cross-validated training on $(DATA), installs the shipped fold into model/
+#   make train      5-fold cross-validated training on $(DATA) + the all-subject model, installed into model/
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
 #   make lint       ruff, and hadolint on the Dockerfile
@@ -21,6 +21,7 @@ STAMP := $(VENV)/.installed-$(REQUIREMENTS_SUM)
 PORT ?= 8000
 export PORT
 DATA ?= ../shared/data/ultrasound-nerve
+RUN ?= runs/train
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
@@ -53,7 +54,8 @@ test: venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 train: venv
-	$(PY) -m training.train --data $(DATA) --out runs/cv5 --folds 5 --epochs 20 --patience 6 --install
+	$(PY) -m training.train --data $(DATA) --out $(RUN) --folds 5 --height 96 --width 128 --filters 16 --depth 4 \
+		--epochs 60 --patience 20 --final-epochs 60 --install
 
 evaluate: venv
 	$(PY) -m training.evaluate --data $(DATA) --model model --out runs/eval
