@@ -9,7 +9,8 @@
 #
 # Finished weights are copied to COPY_TO as they appear (fold<k>.keras, final.keras, repeat0.keras), with the
 # logs (logs.tar.gz) and a JAX-vs-TensorFlow check file (check.npz) at the end; LIMIT bounds the wall time;
-# EXTRA adds options to every run (e.g. EXTRA='--val-fraction 0': fixed epochs, no inner validation).
+# EXTRA adds options to every run (e.g. EXTRA='--val-fraction 0': fixed epochs, no inner validation); FINAL=0
+# skips the final model.
 set -u
 CACHE=${CACHE:?a training.cache .npz file}
 RUN=${RUN:-runs/gpu96}
@@ -28,7 +29,7 @@ until [ -s "$RUN/normalisation.json" ] || ! kill -0 $! 2>/dev/null; do sleep 1; 
 for k in 1 2 3 4; do
     python3 -m training.train --out "$RUN" "${common[@]}" --only-fold $k >"$RUN/fold$k.log" 2>&1 &
 done
-python3 -m training.train --out "$RUN" "${common[@]}" --only-final >"$RUN/final.log" 2>&1 &
+[ "${FINAL:-1}" = 1 ] && python3 -m training.train --out "$RUN" "${common[@]}" --only-final >"$RUN/final.log" 2>&1 &
 python3 -m training.train --out "$RUN-repeat" "${common[@]}" --only-fold 0 >"$RUN/repeat.log" 2>&1 &
 
 copy_finished() {

@@ -146,11 +146,14 @@ def train_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, 
     _, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
                      data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir)
     plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
-    val_dice = history.get("val_kaggle_dice", [0.0])
+    val_dice = history.get("val_kaggle_dice")
+    epochs_run = len(history["loss"])
     (fold_dir / "fold.json").write_text(json.dumps({
         "test_subjects": test_subjects, "inner_validation_subjects": val_subjects,
-        "training_subjects": fit_subjects, "best_epoch": int(np.argmax(val_dice)) + 1,
-        "epochs_run": len(val_dice), "seconds": round(time.time() - started, 1),
+        "training_subjects": fit_subjects,
+        # Without inner validation the last epoch is the model kept.
+        "best_epoch": int(np.argmax(val_dice)) + 1 if val_dice else epochs_run,
+        "epochs_run": epochs_run, "seconds": round(time.time() - started, 1),
         "backend": backend_version()}, indent=2))
 
 
