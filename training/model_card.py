@@ -60,7 +60,7 @@ a binary mask at the input image's own size, and a presence decision (the mask i
 - Architecture: U-Net, depth {arch['depth']}, {arch['base_filters']} base filters, BatchNorm, dropout
   {arch['dropout']}, sigmoid output; input {arch['height']} x {arch['width']} grayscale.
 - Training: {training['loss']}, {training['optimizer']} peak lr {training['learning_rate']}, {training['schedule']},
-  {training['epochs']} epochs max (early stopping on inner-validation Dice, patience {training['patience']}),
+  {_epochs(training)},
   batch {training['batch_size']}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
   contrast, gamma), seed {meta['seed']}. Test-time augmentation: horizontal flip.
 - Preprocessing: any image -> grayscale in [0, 1] by bit depth -> area resize to the input size ->
@@ -75,9 +75,8 @@ a binary mask at the input image's own size, and a presence decision (the mask i
 {meta['data']['nerve_present_frames']} with a nerve.
 
 ## How quality was measured
-Subject-wise {training['folds']}-fold cross-validation: no subject is in two folds. Each fold's model trained on
-the other folds' subjects minus {int(training['val_fraction'] * 100)}% inner-validation subjects (early stopping
-and checkpoint choice). Each fold's figures use a threshold and min-area calibrated on the **other** folds'
+Subject-wise {training['folds']}-fold cross-validation: no subject is in two folds. {_fold_training(training)}
+Each fold's figures use a threshold and min-area calibrated on the **other** folds'
 out-of-fold predictions only. Dice is Kaggle's per-image Dice (1 when both masks are empty).
 
 {HEADER}
@@ -93,6 +92,23 @@ Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['back
 {meta['training'].get('backend', meta['versions']['backend'])}. Python {meta['versions']['python']}, NumPy
 {meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
 """
+
+
+def _epochs(training: dict) -> str:
+    if training["val_fraction"]:
+        patience = training["patience"]
+        return f"{training['epochs']} epochs max (early stopping on inner-validation Dice, patience {patience})"
+    return f"{training['epochs']} epochs, last epoch kept"
+
+
+def _fold_training(training: dict) -> str:
+    """How a fold's model was trained, so the reader knows what the figures estimate."""
+    if training["val_fraction"]:
+        share = round(training["val_fraction"] * 100)
+        return (f"Each fold's model trained on the other folds' subjects minus {share}% inner-validation subjects "
+                "(early stopping and checkpoint choice).")
+    return ("Each fold's model trained on all the other folds' subjects for the full schedule, last epoch kept: the "
+            "procedure that made the shipped weights.")
 
 
 def _shipped_estimate(meta: dict) -> str:

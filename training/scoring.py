@@ -16,7 +16,7 @@ from model.metrics import dice
 from model.postprocessing import PostprocessConfig, postprocess, scaled_min_area
 from model.preprocessing import resize_to
 
-THRESHOLDS = np.round(np.arange(0.30, 0.71, 0.05), 2)
+THRESHOLDS = np.round(np.arange(0.15, 0.71, 0.05), 2)
 MIN_AREAS = np.arange(0, 301, 10)  # model-input pixels
 RECALL_FLOOR = 0.97
 DICE_TOLERANCE = 0.005

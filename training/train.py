@@ -43,8 +43,9 @@ VERSION = "1.1.0"
 CHANGELOG = {
     "1.0.0": "First release: U-Net + BatchNorm, BCE + soft Dice, augmentation, cosine LR, flip TTA, calibrated "
              "threshold and min-area gate; 64x96 input, 20 epochs, fold 0's model shipped.",
-    "1.1.0": "96x128 input, 60 epochs (early stopping patience 20), trained on a GPU under Keras' JAX backend; "
-             "shipped weights trained on all 41 subjects; CV nerve-present Dice 0.761 (was 0.751).",
+    "1.1.0": "96x128 input, 60 epochs, every fold model and the shipped one trained the same way (all their "
+             "training subjects, last epoch, no inner validation), on a GPU under Keras' JAX backend; shipped weights "
+             "trained on all 41 subjects; CV nerve-present Dice 0.771 (was 0.751).",
 }
 
 

@@ -129,3 +129,14 @@ def test_saved_weights_carry_no_optimizer_state(run_dir):
     out, _ = run_dir
     model = keras.models.load_model(out / "fold0" / "best.keras")
     assert getattr(model, "optimizer", None) is None
+
+
+def test_card_says_how_fold_models_were_trained(run_dir):
+    from training.model_card import render
+
+    out, _ = run_dir
+    meta = json.loads((out / "model" / "metadata.json").read_text())
+    assert "50% inner-validation subjects" in render(meta, "")
+    meta["training"]["val_fraction"] = 0.0
+    card = render(meta, "")
+    assert "last epoch kept" in card and "inner-validation" not in card
