@@ -132,6 +132,17 @@ def sequential(port: int, body: bytes, count: int, max_seconds: float) -> dict:
             "server_infer_ms": percentiles(infer), "server_total_ms": percentiles(total)}
 
 
+def run_clients(client, clients: int) -> float:
+    """Run `client` in `clients` threads at once; the wall-clock seconds until the last one returns."""
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def concurrent(port: int, body: bytes, clients: int, count: int, max_seconds: float) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -156,13 +167,7 @@ def concurrent(port: int, body: bytes, clients: int, count: int, max_seconds: fl
             with lock:
                 latencies.append(elapsed * 1000)
 
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(run, clients)
     return {"clients": clients, "requests": len(latencies), "errors": len(errors),
             "requests_per_s": round(len(latencies) / wall, 1), "client_ms": percentiles(latencies or [0.0])}
 

@@ -37,6 +37,7 @@ from bench_predict import (  # noqa: E402
     free_port,
     multipart_tiff,
     rss_mb,
+    run_clients,
     wait_all_workers,
     wait_ready,
 )
@@ -111,13 +112,7 @@ def soak(port: int, good: bytes, bad: bytes, count: int, clients: int, bad_every
                 elif not is_bad:
                     latencies.append(elapsed_ms)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(client, clients)
     sent = sum(statuses.values()) + sum("HTTP" not in e for e in errors)
     return {"requests": sent, "errors": len(errors), "error_examples": errors[:5], "statuses": statuses,
             "seconds": round(wall, 1), "requests_per_s": round(sent / wall, 1),

@@ -82,6 +82,19 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
     return rows
 
 
+def load_for_cli(model_dir: Path):
+    """The Segmenter a command-line tool runs, or None after printing what is wrong with the artifact.
+
+    TensorFlow is imported only here, so argument and folder errors answer before its seconds of start-up."""
+    try:
+        from model.segmenter import Segmenter
+
+        return Segmenter.load(model_dir)
+    except ModelArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, required=True, help=f"folder of images ({ACCEPTED})")
@@ -98,12 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: {args.input}: no images ({ACCEPTED}) in it", file=sys.stderr)
         return 2
-    try:
-        from model.segmenter import Segmenter
-
-        segmenter = Segmenter.load(args.model)
-    except ModelArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    segmenter = load_for_cli(args.model)
+    if segmenter is None:
         return 2
     rows = predict_folder(segmenter, files, args.out, args.threshold)
     failed = sum(bool(r.get("error")) for r in rows)

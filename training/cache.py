@@ -38,22 +38,25 @@ def save_cache(data: Dataset, path: Path) -> None:
 def load_cache(path: Path, height: int, width: int) -> Dataset:
     """The Dataset saved by save_cache; its input size must be the one asked for."""
     try:
-        saved = np.load(path)
-        images = saved["images"].astype(np.float32)
-        shapes = [tuple(s) for s in saved["full_shapes"]]
-        if images.shape[1:] != (height, width):
-            raise DatasetError(f"{path}: cached at {images.shape[1]}x{images.shape[2]} (h x w), "
-                               f"but the model input is {height}x{width}")
-        masks = np.unpackbits(saved["masks"], axis=-1, count=width).astype(np.float32)
-        flat = np.unpackbits(saved["full_masks"], count=sum(h * w for h, w in shapes))
-        ends = np.cumsum([h * w for h, w in shapes])
-        full = [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes, strict=True)]
-        pairs = [Pair(path.parent / i, path.parent / m, int(s), int(f)) for i, m, s, f in
-                 zip(saved["image_names"], saved["mask_names"], saved["subjects"], saved["frames"], strict=True)]
-    except (OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
+        with np.load(path) as archive:
+            saved = dict(archive)
+    except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a dataset cache written by training.cache ({exc})") from None
+    missing = {"images", "masks", "full_masks", "full_shapes", "subjects", "frames", "image_names",
+               "mask_names"} - saved.keys()
+    if missing:
+        raise DatasetError(f"{path}: not a dataset cache written by training.cache (no {', '.join(sorted(missing))})")
+    images = saved["images"].astype(np.float32)
+    if images.shape[1:] != (height, width):
+        raise DatasetError(f"{path}: cached at {images.shape[1]}x{images.shape[2]} (h x w), "
+                           f"but the model input is {height}x{width}")
+    masks = np.unpackbits(saved["masks"], axis=-1, count=width).astype(np.float32)
+    shapes = [tuple(s) for s in saved["full_shapes"]]
+    flat = np.unpackbits(saved["full_masks"], count=sum(h * w for h, w in shapes))
+    ends = np.cumsum([h * w for h, w in shapes])
+    full = [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes, strict=True)]
+    pairs = [Pair(path.parent / i, path.parent / m, int(s), int(f)) for i, m, s, f in
+             zip(saved["image_names"], saved["mask_names"], saved["subjects"], saved["frames"], strict=True)]
     return Dataset(pairs, images, masks, full)
 
 

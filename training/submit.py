@@ -14,8 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
-from model.artifact import ModelArtifactError
-from model.predict import predict_files
+from model.predict import load_for_cli, predict_files
 from model.preprocessing import ImageError
 from model.rle import rle_encode
 
@@ -39,12 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print(f"error: {args.test}: no '<n>.tif' test images", file=sys.stderr)
         return 2
-    try:
-        from model.segmenter import Segmenter
-
-        segmenter = Segmenter.load(args.model)
-    except ModelArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    segmenter = load_for_cli(args.model)
+    if segmenter is None:
         return 2
     numbers = {path: number for number, path in images}
     rows = []

@@ -27,6 +27,12 @@ def test_prediction_matches_plain_keras_with_flip_tta(segmenter, tiny_model_dir)
     np.testing.assert_allclose(segmenter.probability_maps(batch), (plain + mirrored) / 2, atol=1e-5)
 
 
+def test_the_path_for_other_backends_computes_the_same(segmenter):
+    """Training under JAX or PyTorch predicts held-out folds through Keras' predict step instead of tf.function."""
+    batch = to_model_batch([phantom(120, 160, seed=s) / 255.0 for s in range(3)], segmenter.spec)
+    np.testing.assert_allclose(segmenter._forward_any_backend(batch), segmenter.probability_maps(batch), atol=1e-5)
+
+
 def test_a_frame_predicts_the_same_alone_or_in_a_batch(segmenter):
     grays = [phantom(93, 128, seed=s) / 255.0 for s in range(5)]
     together = segmenter.predict_many(grays)
