@@ -1,6 +1,7 @@
 # Every target builds .venv on first use (python3.11, else python3) and reinstalls it when a requirements
 # file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
 #   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
+#   make onnx       export model/unet.keras to model/unet.onnx, which serving runs through onnxruntime
 #   make test       the whole test suite (installs Debian chromium for the browser test when root)
 #   make train      5-fold cross-validated training on $(DATA) + the all-subject model, installed into model/
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
@@ -14,7 +15,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-REQUIREMENTS := requirements.txt requirements-dev.txt
+REQUIREMENTS := requirements-serve.txt requirements.txt requirements-dev.txt
 REQUIREMENTS_SUM := $(shell cat $(REQUIREMENTS) | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(REQUIREMENTS_SUM)
 
@@ -25,7 +26,7 @@ RUN ?= runs/train
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv run test train evaluate bench lint audit chromium clean
+.PHONY: help venv run onnx test train evaluate bench lint audit chromium clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -40,7 +41,13 @@ $(STAMP): $(REQUIREMENTS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-run: venv
+onnx: model/unet.onnx
+
+# Re-exported whenever the weights or their metadata change (an export of other weights is never served).
+model/unet.onnx: model/unet.keras model/metadata.json | venv
+	$(PY) -m model.onnx_export
+
+run: venv model/unet.onnx
 	exec $(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
 
 # The browser test drives Debian's chromium; without it (not root, no apt-get) that test skips itself.

@@ -2,11 +2,12 @@
 
 Workers and threads were chosen by measurement on the 2-core target (docs/performance.md) and can be
 overridden with NERVE_WORKERS / NERVE_THREADS: two workers, so that one can die without the service going
-silent, each with TensorFlow limited to its share of the cores (one each on 2 cores: this nearly doubled
-throughput against TensorFlow's default of every core per process), and two threads, so that a worker
-decodes or encodes one request while another is in the network. TensorFlow's runtime does not survive fork(), so the app
-is never preloaded in the master: each worker imports TensorFlow and loads the model after it is forked
-(tests/app/test_gunicorn.py checks the master stays free of it).
+silent, and two threads, so that a worker decodes or encodes one request while another is in the network.
+The network runs through onnxruntime when the model's ONNX export is there (the container), else through
+TensorFlow, limited to its share of the cores (one each on 2 cores: this nearly doubled throughput against
+TensorFlow's default of every core per process). Neither runtime survives fork() reliably, so the app is
+never preloaded in the master: each worker loads the model after it is forked (tests/app/test_gunicorn.py
+checks the master stays free of TensorFlow).
 """
 
 import logging
@@ -29,6 +30,11 @@ accesslog = "-"
 errorlog = "-"
 
 # Seen by the workers, which inherit the master's environment and import TensorFlow after the fork.
+# onnxruntime gets every core in each worker: its threads do not spin while idle (model/onnx_serving.py), so
+# one request uses both cores and concurrent ones share them (measured: p50 17 ms against 27 ms with one
+# thread per worker, the same throughput; docs/performance.md). TensorFlow, whose threads do spin, is
+# limited to its share.
+os.environ.setdefault("NERVE_INFERENCE_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # its C++ start-up chatter is noise
 

@@ -2,10 +2,10 @@
 """`make audit` (run by .ci/run): pip-audit over the pinned requirements; fails on any known vulnerability
 that .ci/audit-ignore.txt does not list (each listed one is explained in docs/reliability.md).
 
-    python .ci/audit.py [--requirement FILE ...]   (default: requirements.txt and requirements-dev.txt)
+    python .ci/audit.py [--requirement FILE ...]   (default: the three requirements files)
 
 pip-audit runs with its default service, PyPI's per-release vulnerability records, on the pins alone
-(`--no-deps`: every line is pinned with ==; both files are named, since pip-audit does not follow a
+(`--no-deps`: every line is pinned with ==; every file is named, since pip-audit does not follow a
 requirements file's own `-r` line in this mode). Where a
 release's record cannot be fetched (this project's machines reach PyPI through a mirror that serves each
 project's JSON but not the per-release one), pip-audit skips the package; the script then reads the
@@ -122,7 +122,8 @@ def main() -> int:
     parser.add_argument("--requirement", type=Path, action="append", dest="requirements",
                         help="a pinned requirements file; repeatable")
     args = parser.parse_args()
-    requirements = args.requirements or [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+    requirements = args.requirements or [ROOT / "requirements-serve.txt", ROOT / "requirements.txt",
+                                          ROOT / "requirements-dev.txt"]
     try:
         report = audit(run_pip_audit(requirements), ignored_ids())
     except AuditUnavailable as exc:

@@ -38,7 +38,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         app.logger.warning("NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
                            "a restart and across processes that do not share it")
 
-    service = ModelService(app.config["MODEL_DIR"])
+    service = ModelService(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INFERENCE_THREADS"])
     if app.config["MODEL_LOADING"] == "background":
         service.load_in_background()
     else:

@@ -35,14 +35,14 @@ def readyz():
     service = model_service()
     if not service.ready:
         return error_response(503, "model_not_ready", service.not_ready_reason)
-    return jsonify(status="ready", model=service.segmenter.info)
+    return jsonify(status="ready", model=service.segmenter.info, runtime=service.segmenter.runtime)
 
 
 @bp.get("/api/model")
 def model_card():
     service = model_service()
     config = current_app.config
-    return jsonify(model=service.segmenter.info, metadata=service.metadata, limits={
+    return jsonify(model=service.segmenter.info, runtime=service.segmenter.runtime, metadata=service.metadata, limits={
         "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
         "max_pixels": config["MAX_PIXELS"],
         "max_batch": config["MAX_BATCH"],

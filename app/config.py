@@ -8,6 +8,7 @@ from pathlib import Path
 
 from model.artifact import MODEL_DIR
 from model.cine import check_window
+from model.segmenter import RUNTIMES
 
 #: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -30,7 +31,8 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use; the message names it."""
 
 
-def _positive(environ: Mapping[str, str], name: str, default: int | float, kind: type[int] | type[float]):
+def _positive(environ: Mapping[str, str], name: str, default: int | float | None,
+              kind: type[int] | type[float]):
     """A positive, finite int or float from the environment; the default when unset or empty."""
     raw = environ.get(name, "").strip()
     if not raw:
@@ -53,14 +55,20 @@ def _smoothing_window(environ: Mapping[str, str]) -> int:
         raise ConfigError(f"NERVE_CINE_SMOOTHING: {exc}") from None
 
 
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
     """Flask config keys from NERVE_* variables; unset or empty variables take their documented default."""
-    loading = environ.get("NERVE_MODEL_LOADING", "").strip() or "eager"
-    if loading not in MODEL_LOADING_MODES:
-        raise ConfigError(f"NERVE_MODEL_LOADING={loading!r} must be one of {', '.join(MODEL_LOADING_MODES)}")
     return {
         "MODEL_DIR": Path(environ.get("NERVE_MODEL_DIR", "").strip() or MODEL_DIR),
-        "MODEL_LOADING": loading,
+        "MODEL_LOADING": _choice(environ, "NERVE_MODEL_LOADING", "eager", MODEL_LOADING_MODES),
+        "RUNTIME": _choice(environ, "NERVE_RUNTIME", "auto", RUNTIMES),
+        "INFERENCE_THREADS": _positive(environ, "NERVE_INFERENCE_THREADS", None, int),
         "SECRET_KEY": environ.get("NERVE_SECRET_KEY") or None,
         "API_TOKEN": environ.get("NERVE_API_TOKEN") or None,
         "MAX_CONTENT_LENGTH": _positive(environ, "NERVE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, int),

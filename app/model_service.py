@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 class ModelService:
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, runtime: str = "auto", threads: int | None = None) -> None:
         self.model_dir = Path(model_dir)
+        self.runtime = runtime
+        self.threads = threads
         self.metadata = load_metadata(self.model_dir)
         verify_weights(self.model_dir, self.metadata)
         self.failure: str | None = None
@@ -30,10 +32,11 @@ class ModelService:
 
     def load(self) -> None:
         """Load and warm up; raises ModelArtifactError if Keras cannot read the (verified) file."""
-        segmenter = Segmenter.load(self.model_dir, verify=False)  # verified in __init__
+        segmenter = Segmenter.load(self.model_dir, verify=False, runtime=self.runtime,  # verified in __init__
+                                   threads=self.threads)
         segmenter.warm_up()
         self._segmenter = segmenter
-        logger.info("model %s ready", segmenter.info)
+        logger.info("model %s ready, running through %s", segmenter.info, segmenter.runtime)
 
     def load_in_background(self) -> threading.Thread:
         def run() -> None:

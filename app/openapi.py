@@ -40,6 +40,12 @@ SCHEMAS = {
             },
         }},
     },
+    "Runtime": {
+        "enum": ["onnxruntime", "keras"],
+        "description": "What runs the network: onnxruntime on the ONNX export of the weights when the deployment "
+                       "has an up-to-date one (the container does), else Keras on TensorFlow. Both run the same "
+                       "weights; their probabilities agree within 1e-6.",
+    },
     "ModelInfo": {
         "type": "object",
         "required": ["name", "version", "sha256"],
@@ -124,15 +130,17 @@ SCHEMAS = {
         "properties": {"status": {"const": "ok"}},
     },
     "Ready": {
-        "type": "object", "required": ["status", "model"], "additionalProperties": False,
-        "properties": {"status": {"const": "ready"}, "model": {"$ref": "#/components/schemas/ModelInfo"}},
+        "type": "object", "required": ["status", "model", "runtime"], "additionalProperties": False,
+        "properties": {"status": {"const": "ready"}, "model": {"$ref": "#/components/schemas/ModelInfo"},
+                       "runtime": {"$ref": "#/components/schemas/Runtime"}},
     },
     "ModelCard": {
         "type": "object",
-        "required": ["model", "metadata", "limits"],
+        "required": ["model", "runtime", "metadata", "limits"],
         "additionalProperties": False,
         "properties": {
             "model": {"$ref": "#/components/schemas/ModelInfo"},
+            "runtime": {"$ref": "#/components/schemas/Runtime"},
             "metadata": {"type": "object", "description": "The model's metadata.json as shipped: input format, "
                                                           "normalisation, postprocessing, provenance and, when "
                                                           "training recorded them, model-card figures."},

@@ -1,44 +1,75 @@
 """Load the model once and predict through one compiled call.
 
 `model.predict()` costs ~100 ms per frame in Keras' generic loop; a traced, XLA-compiled call of the same
-network ~15 ms. The Segmenter is the only way training's evaluation and the app obtain predictions, so a
-served mask is exactly the evaluated one.
+network ~12 ms, and onnxruntime on an ONNX export of it ~6 ms (docs/performance.md). `Segmenter.load`
+therefore runs the network through onnxruntime when an up-to-date `unet.onnx` sits beside `unet.keras`
+(model/onnx_serving.py) and through Keras otherwise. The Segmenter is the only way training's evaluation,
+the CLIs and the app obtain predictions, so with the same files a served mask is exactly the evaluated one.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
 from model.cine import smooth_maps
+from model.onnx_serving import OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
+
+if TYPE_CHECKING:  # importing Keras imports TensorFlow (seconds, ~600 MB): only the Keras path pays for it
+    import keras
+
+logger = logging.getLogger(__name__)
 
 #: Most frames per compiled call, bounding memory for long batches and cine loops. Results do not depend on
 #: it: a frame's output is bitwise the same alone or in a batch (tested).
 CHUNK = 32
+#: "auto": onnxruntime when `unet.onnx` is usable, else Keras; the other two insist on one.
+RUNTIMES = ("auto", "onnxruntime", "keras")
 
 
 class Segmenter:
     """A trained U-Net with its pre- and postprocessing."""
 
-    def __init__(self, model: keras.Model, metadata: dict) -> None:
+    def __init__(self, model: keras.Model | None, metadata: dict, *,
+                 forward: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """A Keras model (compiled here), or model=None and an onnxruntime `forward` from onnx_forward."""
         self.model = model
         self.metadata = metadata
         self.spec = InputSpec.from_metadata(metadata)
         self.post = PostprocessConfig.from_metadata(metadata)
-        self.tta_hflip = "hflip" in metadata["postprocessing"].get("tta", [])
-        self._forward = self._compile()
+        self.tta_hflip = tta_hflip(metadata)
+        self.runtime = "keras" if forward is None else "onnxruntime"
+        self._forward = self._compile() if forward is None else forward
 
     @classmethod
-    def load(cls, model_dir: str | Path = MODEL_DIR, *, verify: bool = True) -> Segmenter:
-        """Load `unet.keras` + `metadata.json` from a folder; sha256-checked unless verify=False."""
+    def load(cls, model_dir: str | Path = MODEL_DIR, *, verify: bool = True, runtime: str = "auto",
+             threads: int | None = None) -> Segmenter:
+        """Load the model in a folder (`metadata.json`, `unet.keras`, optionally `unet.onnx`).
+
+        The weights are sha256-checked unless verify=False. `runtime` is one of RUNTIMES; `threads` bounds
+        onnxruntime's thread pool (None: every core).
+        """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
         model_dir = Path(model_dir)
         metadata = load_metadata(model_dir)
         weights = verify_weights(model_dir, metadata) if verify else model_dir / metadata["weights"]["file"]
+        if runtime != "keras":
+            try:
+                return cls(None, metadata, forward=onnx_forward(model_dir, metadata, tta_hflip(metadata), threads))
+            except OnnxUnusable as exc:
+                if runtime == "onnxruntime":
+                    raise
+                logger.info("running the model through Keras: %s", exc)
+        import keras
+
         try:
             model = keras.models.load_model(weights, compile=False)
         except Exception as exc:  # Keras raises several types for damaged archives
@@ -47,6 +78,8 @@ class Segmenter:
 
     def _compile(self):
         """The forward pass (with flip TTA when the metadata asks for it) as one compiled call."""
+        import keras
+
         if keras.backend.backend() == "tensorflow":
             return self._compile_tensorflow()
         return self._forward_any_backend
@@ -116,3 +149,8 @@ class Segmenter:
             "version": self.metadata.get("version", "0"),
             "sha256": self.metadata["weights"]["sha256"],
         }
+
+
+def tta_hflip(metadata: dict) -> bool:
+    """Whether the metadata asks for flip test-time augmentation (the frame averaged with its mirror)."""
+    return "hflip" in metadata["postprocessing"].get("tta", [])

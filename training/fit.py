@@ -21,7 +21,7 @@ from model.architecture import UNetConfig, build_unet
 from model.preprocessing import InputSpec, standardise
 from training.augment import augment_batch
 from training.data import Dataset
-from training.losses import bce_dice_loss, kaggle_dice
+from training.losses import LOSSES, kaggle_dice
 
 MONITOR = "val_kaggle_dice"
 
@@ -36,6 +36,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 42
     augment: bool = True
+    loss: str = "bce_dice"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,17 +79,20 @@ class Batches(keras.utils.PyDataset):
 
 
 def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig,
-        out_dir: Path) -> tuple[keras.Model, dict]:
-    """Train one model; returns the best (or, without validation, the last) model and its history."""
+        out_dir: Path, init: Path | None = None) -> tuple[keras.Model, dict]:
+    """Train one model, from scratch or (fine-tuning) from the weights in `init`; returns the best (or,
+    without validation, the last) model and its history."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = build_unet(arch)
+    if init is not None:
+        model.set_weights(keras.models.load_model(init, compile=False).get_weights())
     steps = math.ceil(len(train) / cfg.batch_size)
     warmup = steps * cfg.warmup_epochs
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.learning_rate * 0.1, decay_steps=max(1, steps * cfg.epochs - warmup),
         alpha=cfg.min_lr_fraction * 0.1, warmup_target=cfg.learning_rate, warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss, metrics=[kaggle_dice])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSSES[cfg.loss][0], metrics=[kaggle_dice])
 
     best_path = out_dir / "best.keras"
     callbacks: list[keras.callbacks.Callback] = [

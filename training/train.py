@@ -33,6 +33,7 @@ from model.preprocessing import InputSpec, normalise
 from training.cache import load_any
 from training.data import Dataset, DatasetError
 from training.fit import TrainConfig, fit
+from training.losses import LOSSES
 from training.model_card import NOTES
 from training.model_card import render as render_card
 from training.plots import plot_training_curve
@@ -67,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.12, help="inner-validation share of training subjects")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--loss", choices=sorted(LOSSES), default="bce_dice",
+                   help="bce_dice (default) or lovasz (for fine-tuning with --init-run)")
+    p.add_argument("--init-run", type=Path, default=None,
+                   help="fine-tune: start fold k from INIT_RUN/fold<k>/best.keras and the final model from "
+                        "INIT_RUN/final/best.keras (that run must have used the same folds and data)")
     ship = p.add_mutually_exclusive_group()
     ship.add_argument("--final-epochs", type=int, default=None,
                       help="after CV, train the shipped model on every subject for this many epochs")
@@ -98,7 +104,7 @@ def normalisation_constants(data: Dataset, out: Path) -> tuple[float, float]:
 def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig) -> dict:
     import keras
 
-    return {
+    metadata = {
         "name": "brachial-plexus-unet",
         "version": VERSION,
         "changelog": CHANGELOG,
@@ -110,13 +116,40 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
         "output": {"shape": [arch.height, arch.width, 1], "dtype": "float32", "value_range": [0.0, 1.0],
                    "meaning": "per-pixel nerve probability (sigmoid); resized back to the input size"},
         "architecture": {"type": "U-Net", **arch.to_dict()},
-        "training": {**cfg.to_dict(), "loss": "BCE + per-image soft Dice", "optimizer": "Adam",
+        "training": {**cfg.to_dict(), "loss": LOSSES[cfg.loss][1], "optimizer": "Adam",
                      "schedule": "cosine with linear warm-up", "folds": args.folds,
                      "val_fraction": args.val_fraction},
         "versions": {"keras": keras.__version__, "backend": backend_version(),
                      "python": platform.python_version(), "numpy": np.__version__},
         "seed": cfg.seed,
     }
+    if args.init_run is not None:
+        metadata["training"]["fine_tuned_from"] = init_run_training(args.init_run)
+    return metadata
+
+
+def init_run_training(init_run: Path) -> dict:
+    """The training section of the run a fine-tuning started from (its model/metadata.json)."""
+    path = init_run / "model" / "metadata.json"
+    return json.loads(path.read_text())["training"] if path.exists() else {"run": str(init_run)}
+
+
+def check_init_run(init_run: Path, folds: list[list[int]], out: Path) -> str | None:
+    """Why `init_run` cannot seed this run (None when it can). Its folds must be these folds, or a fold model
+    would start from weights that have seen its held-out subjects; its normalisation is adopted."""
+    saved = init_run / "folds.json"
+    if not saved.exists():
+        return f"{saved} is missing: --init-run needs a training run folder"
+    if json.loads(saved.read_text()) != folds:
+        return f"{saved}: that run's folds differ from this run's, so its fold models saw these held-out subjects"
+    missing = [str(init_run / f"fold{k}" / "best.keras") for k in range(len(folds))
+               if not (init_run / f"fold{k}" / "best.keras").exists()]
+    if missing:
+        return f"{', '.join(missing)}: missing"
+    constants = init_run / "normalisation.json"
+    if constants.exists() and not (out / "normalisation.json").exists():
+        (out / "normalisation.json").write_text(constants.read_text())
+    return None
 
 
 def backend_version() -> str:
@@ -144,8 +177,9 @@ def train_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, 
     fit_subjects = [s for s in train_subjects if s not in val_subjects]
     print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
     started = time.time()
+    init = args.init_run / f"fold{k}" / "best.keras" if args.init_run else None
     _, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
-                     data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir)
+                     data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir, init)
     plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
     val_dice = history.get("val_kaggle_dice")
     epochs_run = len(history["loss"])
@@ -192,7 +226,8 @@ def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConf
         return keras.models.load_model(final_dir / "best.keras", compile=False)
     final_cfg = TrainConfig(**{**cfg.to_dict(), "epochs": args.final_epochs})
     started = time.time()
-    model, _ = fit(data, None, arch, spec, final_cfg, final_dir)
+    init = args.init_run / "final" / "best.keras" if args.init_run else None
+    model, _ = fit(data, None, arch, spec, final_cfg, final_dir, init)
     plot_training_curve(final_dir / "log.csv", final_dir / "curve.png", "final (all subjects)")
     (final_dir / "final.json").write_text(json.dumps({
         "epochs": args.final_epochs, "seconds": round(time.time() - started, 1), "backend": backend_version()}))
@@ -224,16 +259,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                      patience=args.patience, seed=args.seed, augment=not args.no_augment)
+                      patience=args.patience, seed=args.seed, augment=not args.no_augment, loss=args.loss)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         data = load_any(args.data, arch.height, arch.width)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    folds = subject_folds(data.subjects, args.folds, args.seed)
+    if args.init_run is not None and (problem := check_init_run(args.init_run, folds, args.out)):
+        print(f"error: --init-run: {problem}", file=sys.stderr)
+        return 2
     mean, std = normalisation_constants(data, args.out)
     spec = InputSpec(arch.height, arch.width, mean, std)
-    folds = subject_folds(data.subjects, args.folds, args.seed)
     print(f"{len(data)} frames, {len(np.unique(data.subjects))} subjects, folds: {folds}", flush=True)
     (args.out / "folds.json").write_text(json.dumps(folds))
 

@@ -221,8 +221,9 @@ def test_health_ready_and_model_card(app, client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+    assert ready.get_json()["runtime"] == "keras"  # the tiny test model has no ONNX export beside it
     card = client.get("/api/model").get_json()
-    assert card["model"] == ready.get_json()["model"]
+    assert card["model"] == ready.get_json()["model"] and card["runtime"] == "keras"
     assert card["metadata"]["postprocessing"]["threshold"] == 0.5
     assert card["limits"] == {"max_upload_bytes": app.config["MAX_CONTENT_LENGTH"],
                               "max_pixels": app.config["MAX_PIXELS"], "max_batch": app.config["MAX_BATCH"],

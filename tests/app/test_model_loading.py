@@ -68,3 +68,25 @@ def test_background_load_failure_is_reported_by_readyz(tiny_model_dir, monkeypat
         time.sleep(0.05)
     response = client.get("/readyz")
     assert response.status_code == 503 and "bad zip" in response.get_json()["error"]["message"]
+
+
+def test_the_app_serves_through_onnxruntime_when_an_up_to_date_export_is_there(tiny_model_dir, tmp_path,
+                                                                               phantom_tiff):
+    from model import onnx_export
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    assert onnx_export.main(["--model-dir", str(folder)]) == 0
+    answers = {}
+    for runtime in ("auto", "keras"):
+        client = create_app({"MODEL_DIR": folder, "RUNTIME": runtime, "INFERENCE_THREADS": 1}).test_client()
+        answers[runtime] = client.get("/readyz").get_json()["runtime"], client.post(
+            "/predict", data=phantom_tiff, content_type="image/tiff").get_json()
+    assert answers["auto"][0] == "onnxruntime" and answers["keras"][0] == "keras"
+    assert answers["auto"][1]["model"] == answers["keras"][1]["model"]  # the same weights, by sha256
+    assert answers["auto"][1]["nerve_probability"] == pytest.approx(answers["keras"][1]["nerve_probability"],
+                                                                    abs=1e-5)
+
+
+def test_requiring_onnxruntime_without_an_export_stops_start_up(tiny_model_dir):
+    with pytest.raises(ModelArtifactError, match="unet.onnx does not exist"):
+        create_app({"MODEL_DIR": tiny_model_dir, "RUNTIME": "onnxruntime"})

@@ -31,6 +31,13 @@ def instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     return result
 
 
+def serving_stage(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """The instructions of the last stage (from its FROM on): the image that is run."""
+    steps = instructions(path)
+    last_from = max(i for i, (name, _) in enumerate(steps) if name == "FROM")
+    return steps[last_from:]
+
+
 def all_of(keyword: str, path: Path = DOCKERFILE) -> list[str]:
     return [args for name, args in instructions(path) if name == keyword]
 

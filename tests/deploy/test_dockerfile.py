@@ -16,30 +16,53 @@ from tests.deploy import dockerfile
 ROOT = dockerfile.ROOT
 ENTRY_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
 #: What the image may contain: the service, the model, its page assets and the server config.
-ALLOWED_SOURCES = {"requirements.txt", "app/", "model/", "templates/", "static/", "gunicorn.conf.py"}
+ALLOWED_SOURCES = {"requirements.txt", "requirements-serve.txt", "app/", "model/", "templates/", "static/",
+                   "gunicorn.conf.py"}
 #: .dockerignore must keep these out of the build context (environments, runs, tests, data).
 MUST_IGNORE = [".venv", "runs", "tests", "training", "shared", "data", ".git"]
 
 
 def copy_sources() -> list[str]:
+    """What COPY takes from the build context (copies from an earlier stage are not in the repository)."""
     sources = []
     for args in dockerfile.all_of("COPY"):
+        if "--from=" in args:
+            continue
         parts = [part for part in shlex.split(args) if not part.startswith("--")]
         sources.extend(parts[:-1])
     return sources
 
 
-def test_base_image_is_slim_python_311():
+def test_every_stage_is_slim_python_311():
     froms = dockerfile.all_of("FROM")
-    assert len(froms) == 1 and froms[0].startswith("python:3.11-slim"), froms
+    assert froms and all(f.startswith("python:3.11-slim") for f in froms), froms
 
 
 def test_dependencies_are_a_cached_layer_before_the_code():
-    steps = dockerfile.instructions()
+    steps = dockerfile.serving_stage()
     first_code_copy = next(i for i, (name, args) in enumerate(steps) if name == "COPY" and "app/" in args)
     before = steps[:first_code_copy]
-    assert ("COPY", "requirements.txt .") in before
-    assert any(name == "RUN" and "pip install" in args and "-r requirements.txt" in args for name, args in before)
+    assert ("COPY", "requirements-serve.txt .") in before
+    assert any(name == "RUN" and "pip install" in args and "-r requirements-serve.txt" in args
+               for name, args in before)
+
+
+def test_the_image_serves_an_onnx_export_made_at_build_time_without_tensorflow():
+    """The export stage derives unet.onnx from the committed weights; the serving stage copies it, installs no
+    TensorFlow, and insists on onnxruntime so a broken export stops start-up instead of failing later."""
+    steps = dockerfile.instructions()
+    serving = dockerfile.serving_stage()
+    export = steps[: len(steps) - len(serving)]
+    assert ("RUN", "python -m model.onnx_export") in export
+    assert any(name == "COPY" and args.startswith("--from=") and args.endswith("model/unet.onnx")
+               for name, args in serving)
+    assert not any("requirements.txt" in args.replace("requirements-serve.txt", "") for _, args in serving)
+    assert dockerfile.env().get("NERVE_RUNTIME") == "onnxruntime"
+    lines = (line.split("#")[0].strip() for line in (ROOT / "requirements-serve.txt").read_text().splitlines())
+    served = {line.split("==")[0].lower() for line in lines if line}
+    assert "onnxruntime" in served
+    assert not served & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "jax", "torch"}, served
+    assert "-r requirements-serve.txt" in (ROOT / "requirements.txt").read_text()
 
 
 def test_no_dev_tools_or_training_material_in_the_image():

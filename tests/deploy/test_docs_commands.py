@@ -95,7 +95,7 @@ def test_ci_script_is_executable_bash():
 
 def test_every_pinned_dependency_is_explained():
     documented = (ROOT / "docs" / "dependencies.md").read_text().lower()
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements-serve.txt", "requirements.txt", "requirements-dev.txt"):
         for line in (ROOT / name).read_text().splitlines():
             line = line.split("#")[0].strip()
             if not line or line.startswith("-"):

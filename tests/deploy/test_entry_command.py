@@ -2,8 +2,11 @@
 
 No Docker engine is available here, so this runs the Dockerfile's CMD from the repository root (the image's
 WORKDIR holds the same files), with the image's ENV, PORT set to a free port as Cloud Run would, and the
-test interpreter's environment (.venv, which `make test` builds from requirements*.txt) on PATH. It then
-checks what a container host checks: /healthz, /readyz turning 200, one real /predict, a clean stop.
+test interpreter's environment (.venv, which `make test` builds from requirements*.txt) on PATH. The image
+has the model's ONNX export and no TensorFlow: so the model folder here gets an export as the Dockerfile's
+first stage makes it, and TensorFlow, Keras and the exporters are made unimportable in the server's
+processes. It then checks what a container host checks: /healthz, /readyz turning 200, one real /predict,
+a clean stop.
 """
 
 from __future__ import annotations
@@ -68,12 +71,34 @@ def log_tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
+#: Put first on PYTHONPATH: Python runs sitecustomize at start-up in every process of the server.
+BLOCK_TENSORFLOW = """
+import sys
+BLOCKED = {"tensorflow", "keras", "tf2onnx", "onnx", "jax", "torch"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed in the serving image")
+sys.meta_path.insert(0, Block())
+"""
+
+
 @pytest.fixture(scope="module")
-def model_dir_env(request) -> dict[str, str]:
-    """The shipped model when it is in model/, else the tiny test model via the app's NERVE_MODEL_DIR."""
-    if (ROOT / "model" / "metadata.json").is_file():
-        return {}
-    return {"NERVE_MODEL_DIR": str(request.getfixturevalue("tiny_model_dir"))}
+def model_dir_env(request, tmp_path_factory) -> dict[str, str]:
+    """A copy of the shipped model (the tiny test model before one is shipped) with its ONNX export, made
+    like the Dockerfile's export stage makes it, via the app's NERVE_MODEL_DIR; and the import blocker."""
+    import shutil
+
+    from model import onnx_export
+
+    source = ROOT / "model" if (ROOT / "model" / "metadata.json").is_file() else request.getfixturevalue(
+        "tiny_model_dir")
+    folder = tmp_path_factory.mktemp("image") / "model"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__", "unet.onnx*"))
+    assert onnx_export.main(["--model-dir", str(folder)]) == 0
+    blocker = tmp_path_factory.mktemp("no_tensorflow")
+    (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW)
+    return {"NERVE_MODEL_DIR": str(folder), "PYTHONPATH": str(blocker)}
 
 
 def test_dockerfile_entry_command_serves_readyz_and_predict(model_dir_env, tmp_path):

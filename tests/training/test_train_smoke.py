@@ -140,3 +140,32 @@ def test_card_says_how_fold_models_were_trained(run_dir):
     meta["training"]["val_fraction"] = 0.0
     card = render(meta, "")
     assert "last epoch kept" in card and "inner-validation" not in card
+
+
+def test_fine_tuning_starts_each_model_from_the_init_run(run_dir, tmp_path):
+    """--init-run --loss lovasz: fold k continues from the init run's fold k, with its normalisation."""
+    import keras
+
+    out, args = run_dir
+    tuned = tmp_path / "tuned"
+    tuned_args = [*args[:2], "--out", str(tuned), *args[4:], "--loss", "lovasz", "--init-run", str(out),
+                  "--lr", "1e-12"]
+    assert train.main(tuned_args) == 0
+    for k in (0, 1):
+        start = keras.models.load_model(out / f"fold{k}" / "best.keras", compile=False)
+        after = keras.models.load_model(tuned / f"fold{k}" / "best.keras", compile=False)
+        np.testing.assert_allclose(after.layers[1].get_weights()[0], start.layers[1].get_weights()[0], atol=1e-6)
+    assert (tuned / "normalisation.json").read_text() == (out / "normalisation.json").read_text()
+    meta = json.loads((tuned / "model" / "metadata.json").read_text())
+    assert meta["training"]["loss"].startswith("per-image Lovász")
+    assert meta["training"]["fine_tuned_from"]["loss"] == "BCE + per-image soft Dice"
+
+
+def test_an_init_run_with_other_folds_is_refused(run_dir, tmp_path, capsys):
+    out, args = run_dir
+    base = [*args[:2], "--out", str(tmp_path / "t"), "--epochs", "1", "--height", "32", "--width", "48",
+            "--filters", "4", "--depth", "2"]
+    assert train.main([*base, "--folds", "3", "--init-run", str(out)]) == 2
+    assert "folds differ" in capsys.readouterr().err
+    assert train.main([*base, "--folds", "2", "--init-run", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'folds.json'} is missing" in capsys.readouterr().err

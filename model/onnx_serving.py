@@ -1,0 +1,66 @@
+"""Run the shipped U-Net through onnxruntime when an up-to-date ONNX export sits beside it.
+
+Why: on the 2-core target onnxruntime runs one pass of this network in ~6 ms against ~12 ms for
+TensorFlow's XLA (docs/performance.md), and a process that serves through it never imports TensorFlow
+(start-up and memory). `unet.keras` stays the canonical artifact: `unet.onnx` is derived from it by
+`python -m model.onnx_export`, stamped with the sha256 of the `.keras` file it came from, and is used only
+while that stamp matches metadata.json, so an export left over from an older model is never served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from model.artifact import ModelArtifactError
+
+ONNX_NAME = "unet.onnx"
+#: Key of the ONNX model property that records which `.keras` file (its sha256) the export came from.
+SOURCE_KEY = "source_keras_sha256"
+
+
+class OnnxUnusable(ModelArtifactError):
+    """`unet.onnx` is missing, unloadable, stale, or onnxruntime is absent; the message says which."""
+
+
+def onnx_forward(model_dir: Path, metadata: dict, hflip: bool,
+                 threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The forward pass (frame and mirror in one run when hflip) as a callable on (N, h, w, 1) float32.
+
+    Raises OnnxUnusable unless `model_dir/unet.onnx` loads and was exported from the weights metadata.json
+    names. `threads` bounds onnxruntime's pool as TF_NUM_INTRAOP_THREADS bounds TensorFlow's (the cores the
+    gunicorn workers share); its threads do not spin while idle, so a quiet worker leaves its core to the other.
+    """
+    path = Path(model_dir) / ONNX_NAME
+    if not path.is_file():
+        raise OnnxUnusable(f"{path} does not exist (make it with: python -m model.onnx_export)")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OnnxUnusable("onnxruntime is not installed") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for damaged files
+        raise OnnxUnusable(f"{path}: cannot be loaded by onnxruntime: {exc}") from None
+    stamp = session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+    if stamp != metadata["weights"]["sha256"]:
+        raise OnnxUnusable(f"{path} was exported from other weights (sha256 {stamp}; metadata.json names "
+                           f"{metadata['weights']['sha256']}): export it again")
+    name = session.get_inputs()[0].name
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        if not hflip:
+            return session.run(None, {name: x})[0][..., 0]
+        both = session.run(None, {name: np.concatenate([x, x[:, :, ::-1]])})[0]
+        return (0.5 * (both[: len(x)] + both[len(x):, :, ::-1]))[..., 0]
+
+    return forward
