@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app({"MODEL_DIR": args.model_dir, "SECRET_KEY": "bench", "MAX_FRAMES": args.frames,
                       "MAX_CONTENT_LENGTH": 256 * 1024 * 1024})
     client = app.test_client()
-    results = {"cpu_cores": os.cpu_count(), "frames": args.frames,
-               "tf_intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "default (all cores)"), "runs": []}
+    segmenter = app.extensions["model_service"].segmenter
+    results = {"cpu_cores": os.cpu_count(), "frames": args.frames, "runtime": segmenter.runtime,
+               "threads": os.environ.get("NERVE_INFERENCE_THREADS" if segmenter.runtime == "onnxruntime"
+                                         else "TF_NUM_INTRAOP_THREADS", "default (all cores)"), "runs": []}
     for height, width in ((420, 580), (186, 256)):
         frames = loop(args.frames, height, width)
         for container, data in (("tiff", multipage_tiff_bytes(frames)), ("dicom", dicom_bytes(frames))):

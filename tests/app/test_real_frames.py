@@ -81,7 +81,8 @@ def test_the_containers_onnxruntime_path_gives_the_same_masks_as_keras(shipped_m
     subject = sorted((data_dir / "train").glob("1_*.tif"))
     grays = [read_image(p) for p in subject if not p.name.endswith("_mask.tif")]
     assert len(grays) >= 30
-    for gray, a, b in zip(grays, fast.predict_many(grays), keras_run.predict_many(grays), strict=True):
+    for frame, a, b in zip(grays, fast.predict_many(grays), keras_run.predict_many(grays), strict=True):
+        assert a.mask.shape == frame.shape
         np.testing.assert_array_equal(a.mask, b.mask)
         assert a.nerve_present == b.nerve_present and a.nerve_probability == pytest.approx(b.nerve_probability,
                                                                                           abs=1e-5)
