@@ -169,3 +169,20 @@ def test_an_init_run_with_other_folds_is_refused(run_dir, tmp_path, capsys):
     assert "folds differ" in capsys.readouterr().err
     assert train.main([*base, "--folds", "2", "--init-run", str(tmp_path)]) == 2
     assert f"{tmp_path / 'folds.json'} is missing" in capsys.readouterr().err
+
+
+def test_the_same_seed_trains_the_same_weights_on_the_cpu(phantom_data, tmp_path):
+    """Reproducibility on the supported path: TensorFlow on the CPU, fixed seed, same data -> bitwise the same
+    weights, hence the same held-out Dice (GPU kernels are not bitwise deterministic: docs/training.md)."""
+    import keras
+
+    weights = []
+    for run in ("a", "b"):
+        args = ["--data", str(phantom_data), "--out", str(tmp_path / run), "--folds", "2", "--only-fold", "0",
+                "--epochs", "2", "--batch-size", "4", "--height", "32", "--width", "48", "--filters", "4",
+                "--depth", "2", "--val-fraction", "0"]
+        assert train.main(args) == 0
+        weights.append(keras.models.load_model(tmp_path / run / "fold0" / "best.keras", compile=False).get_weights())
+    assert len(weights[0]) == len(weights[1])
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
