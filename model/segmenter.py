@@ -18,7 +18,7 @@ import numpy as np
 
 from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
 from model.cine import smooth_maps
-from model.onnx_serving import OnnxUnusable, onnx_forward
+from model.onnx_serving import ONNX_NAME, OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
 
@@ -67,7 +67,9 @@ class Segmenter:
             except OnnxUnusable as exc:
                 if runtime == "onnxruntime":
                     raise
-                logger.info("running the model through Keras: %s", exc)
+                # An export that is there but unusable (stale, damaged) deserves attention; none at all is normal.
+                log = logger.warning if (model_dir / ONNX_NAME).exists() else logger.info
+                log("running the model through Keras: %s", exc)
         import keras
 
         try:

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = summary_of(rows)
+    # Which weights and which runtime made these masks (the same files serve through the same runtime).
+    summary = {"model": segmenter.info, "runtime": segmenter.runtime, **summary_of(rows)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     draw(rows, pairs, summary, args.out)
     headline = {k: summary[k] for k in ("frames", "kaggle_dice", "nerve_present_dice", "presence_recall",
