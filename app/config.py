@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from model.artifact import MODEL_DIR
-from model.cine import check_window
+from model.cine import DEFAULT_MAX_FRAMES, check_window
 from model.segmenter import RUNTIMES
 
 #: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
@@ -20,8 +20,6 @@ DEFAULT_MAX_BATCH = 32
 #: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it
 #: below any proxy's timeout so the client gets this service's JSON answer rather than the proxy's page.
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
-#: 300 frames: 10 s of cine at 30 frames/s. A loop is also capped at model.cine.LOOP_PIXEL_FACTOR x MAX_PIXELS.
-DEFAULT_MAX_FRAMES = 300
 #: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
 DEFAULT_CINE_SMOOTHING = 1
 MODEL_LOADING_MODES = ("eager", "background")

@@ -1,10 +1,12 @@
 """Predict every image in a folder: mask PNGs plus a CSV of presence, probability, area and bbox.
 
-    python -m model.predict --input DIR --out DIR [--model model] [--threshold T]
+    python -m model.predict --input DIR --out DIR [--model model] [--threshold T] [--frames all]
 
-For users with thousands of frames: files are read and sent to the network BATCH at a time, with a progress
-bar. Besides TIFF, PNG, JPEG and BMP it reads DICOM (.dcm) and MP4/AVI clips; of a multi-frame file (TIFF
-pages, DICOM frames, clip) it predicts the first frame, as POST /predict does without frames=all.
+For users with thousands of frames: frames are read and sent to the network BATCH at a time, with a progress
+bar. Besides TIFF, PNG, JPEG and BMP it reads DICOM (.dcm) and MP4/AVI clips. Of a multi-frame file (TIFF
+pages, DICOM frames, clip) it predicts the first frame, as POST /predict does without frames=all; with
+`--frames all` every frame, one CSV row and mask each (`frame` numbers them from 0; masks of multi-frame
+files are named `<stem>_f<frame>_mask.png`), within the same frame and pixel limits as the API's loops.
 Unreadable files are reported by name in the CSV's `error` column and on stderr, and the run goes on; the
 exit status is 1 when any file failed.
 """
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from model.artifact import MODEL_DIR, ModelArtifactError
+from model.cine import DEFAULT_MAX_FRAMES
 from model.frames import ACCEPTED, read_frames
 from model.postprocessing import Prediction
 from model.preprocessing import DEFAULT_MAX_PIXELS, ImageError
@@ -28,7 +31,7 @@ from model.rle import rle_encode
 
 EXTENSIONS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom", ".mp4", ".avi"}
 BATCH = 32
-FIELDS = ["file", "width", "height", "nerve_present", "nerve_probability", "mask_area_px", "bbox", "rle",
+FIELDS = ["file", "frame", "width", "height", "nerve_present", "nerve_probability", "mask_area_px", "bbox", "rle",
           "mask_png", "error"]
 
 
@@ -38,43 +41,60 @@ def image_files(folder: Path) -> list[Path]:
                   if p.suffix.lower() in EXTENSIONS and not p.stem.endswith("_mask") and p.is_file())
 
 
-def predict_files(segmenter, files: list[Path],
-                  threshold: float | None = None) -> Iterator[tuple[Path, Prediction | ImageError]]:
-    """Each file's Prediction, or the ImageError that names it, in file order; frames go to the network
-    in batches of BATCH so thousands of files never sit in memory together."""
-    for start in range(0, len(files), BATCH):
-        outcomes: dict[Path, Prediction | ImageError] = {}
-        grays: dict[Path, np.ndarray] = {}
-        for path in files[start : start + BATCH]:
-            try:
-                grays[path] = read_frames(path, max_pixels=DEFAULT_MAX_PIXELS, max_frames=None)[0]
-            except ImageError as exc:
-                outcomes[path] = exc
-        outcomes.update(zip(grays, segmenter.predict_many(list(grays.values()), threshold), strict=True))
-        for path in files[start : start + BATCH]:
-            yield path, outcomes[path]
+def predict_files(segmenter, files: list[Path], threshold: float | None = None, *,
+                  max_frames: int | None = None) -> Iterator[tuple[Path, int, bool, Prediction | ImageError]]:
+    """(file, frame, whether the file has several frames, its Prediction or the ImageError that names the file),
+    in file and frame order.
+
+    Only first frames unless `max_frames` is given: then every frame of each file, a file over `max_frames`
+    frames (or the loop pixel limit) being an error. Frames go to the network in batches of BATCH, so thousands
+    of files never sit in memory together (one file's frames do, within those limits).
+    """
+    pending: list[tuple[Path, int, bool, np.ndarray | ImageError]] = []
+
+    def flush() -> Iterator[tuple[Path, int, bool, Prediction | ImageError]]:
+        grays = [item for *_, item in pending if not isinstance(item, ImageError)]
+        predictions = iter(segmenter.predict_many(grays, threshold) if grays else [])
+        for path, frame, several, item in pending:
+            yield path, frame, several, item if isinstance(item, ImageError) else next(predictions)
+        pending.clear()
+
+    for path in files:
+        try:
+            frames = read_frames(path, max_pixels=DEFAULT_MAX_PIXELS, max_frames=max_frames)
+        except ImageError as exc:
+            pending.append((path, 0, False, exc))
+            continue
+        for frame, gray in enumerate(frames):
+            pending.append((path, frame, len(frames) > 1, gray))
+            if len(pending) >= BATCH:
+                yield from flush()
+    yield from flush()
 
 
-def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | None = None) -> list[dict]:
+def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | None = None, *,
+                   max_frames: int | None = None) -> list[dict]:
     import keras
 
     out.mkdir(parents=True, exist_ok=True)
     masks = out / "masks"
     masks.mkdir(exist_ok=True)
-    bar = keras.utils.Progbar(len(files), unit_name="image")
+    bar = keras.utils.Progbar(len(files), unit_name="file")
     rows: list[dict] = []
-    for done, (path, pred) in enumerate(predict_files(segmenter, files, threshold), start=1):
+    done: set[Path] = set()
+    for path, frame, several, pred in predict_files(segmenter, files, threshold, max_frames=max_frames):
         if isinstance(pred, ImageError):
             print(f"\nskipped: {pred.message}", file=sys.stderr)
-            rows.append({"file": path.name, "error": pred.message})
+            rows.append({"file": path.name, "frame": frame, "error": pred.message})
         else:
-            mask_name = f"{path.stem}_mask.png"
+            mask_name = f"{path.stem}_f{frame:04d}_mask.png" if several else f"{path.stem}_mask.png"
             Image.fromarray(pred.mask * np.uint8(255)).save(masks / mask_name)
-            rows.append({"file": path.name, "width": pred.width, "height": pred.height,
+            rows.append({"file": path.name, "frame": frame, "width": pred.width, "height": pred.height,
                          "nerve_present": pred.nerve_present, "nerve_probability": round(pred.nerve_probability, 6),
                          "mask_area_px": pred.area, "bbox": " ".join(map(str, pred.bbox or ())),
                          "rle": rle_encode(pred.mask), "mask_png": f"masks/{mask_name}", "error": ""})
-        bar.update(done)
+        done.add(path)
+        bar.update(len(done))
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
         writer.writeheader()
@@ -101,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for predictions.csv and masks/")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, default=None, help="pixel probability cut, in (0, 1)")
+    parser.add_argument("--frames", choices=("first", "all"), default="first",
+                        help="of a multi-frame file (TIFF pages, DICOM, clip): its first frame (default) or all")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
+                        help=f"with --frames all: most frames per file (default {DEFAULT_MAX_FRAMES}; a loop is "
+                             "also capped at 4 x 16 megapixels in all)")
     args = parser.parse_args(argv)
+    if args.max_frames < 1:
+        parser.error("--max-frames must be at least 1")
     if args.threshold is not None and not 0 < args.threshold < 1:
         parser.error("--threshold must lie strictly between 0 and 1")
     if not args.input.is_dir():
@@ -114,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = load_for_cli(args.model)
     if segmenter is None:
         return 2
-    rows = predict_folder(segmenter, files, args.out, args.threshold)
+    rows = predict_folder(segmenter, files, args.out, args.threshold,
+                          max_frames=args.max_frames if args.frames == "all" else None)
     failed = sum(bool(r.get("error")) for r in rows)
-    print(f"{len(rows) - failed} predicted, {failed} failed -> {args.out / 'predictions.csv'}")
+    print(f"{len(rows) - failed} frames predicted, {failed} files failed -> {args.out / 'predictions.csv'}")
     return 1 if failed else 0
 
 

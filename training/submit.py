@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     numbers = {path: number for number, path in images}
     rows = []
-    for path, pred in predict_files(segmenter, [path for _, path in images]):
+    for path, _, _, pred in predict_files(segmenter, [path for _, path in images]):
         if isinstance(pred, ImageError):
             print(f"error: {pred}", file=sys.stderr)
             return 2

@@ -46,3 +46,41 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert predict.main(["--input", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "no images (TIFF, PNG, JPEG, BMP, DICOM" in capsys.readouterr().err
+
+
+def test_all_frames_of_multi_frame_files_get_a_row_and_a_mask_each(tiny_model_dir, tmp_path):
+    from tests.media import multipage_tiff_bytes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = loop(5)
+    (src / "clip.dcm").write_bytes(dicom_bytes(frames[:3]))
+    (src / "pages.tif").write_bytes(multipage_tiff_bytes(frames))
+    Image.fromarray(phantom(120, 160, seed=4)).save(src / "single.png")
+    (src / "too_long.tif").write_bytes(multipage_tiff_bytes(loop(7)))
+    out = tmp_path / "out"
+    code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir),
+                         "--threshold", "0.3", "--frames", "all", "--max-frames", "6"])
+    assert code == 1  # too_long.tif is over --max-frames
+    rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
+    assert [(r["file"], r["frame"]) for r in rows] == [
+        ("clip.dcm", "0"), ("clip.dcm", "1"), ("clip.dcm", "2"),
+        ("pages.tif", "0"), ("pages.tif", "1"), ("pages.tif", "2"), ("pages.tif", "3"), ("pages.tif", "4"),
+        ("single.png", "0"), ("too_long.tif", "0")]
+    assert "too_long.tif" in rows[-1]["error"] and "7 frames" in rows[-1]["error"]
+    seg = Segmenter.load(tiny_model_dir)
+    expected = seg.predict_many([f / 255.0 for f in frames], threshold=0.3)
+    for row, pred in zip(rows[3:8], expected, strict=True):
+        assert row["mask_png"] == f"masks/pages_f{int(row['frame']):04d}_mask.png"
+        saved = np.asarray(Image.open(out / row["mask_png"])) > 0
+        np.testing.assert_array_equal(saved, pred.mask.astype(bool))
+        assert row["rle"] == rle_encode(pred.mask)
+    assert rows[8]["mask_png"] == "masks/single_mask.png"  # a single-frame file keeps the plain name
+
+
+def test_max_frames_must_be_positive(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        predict.main(["--input", str(tmp_path), "--out", str(tmp_path), "--frames", "all", "--max-frames", "0"])
+    assert "--max-frames must be at least 1" in capsys.readouterr().err
