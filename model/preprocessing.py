@@ -206,7 +206,7 @@ def _load(frame: Image.Image) -> np.ndarray:
         return _pil_frame_to_gray(frame)
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # Pillow raises many types for damaged files (OSError, TypeError, struct.error, ...)
         raise UnreadableImageError(f"image data is truncated or damaged: {exc}") from None
 
 
