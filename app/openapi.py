@@ -44,7 +44,8 @@ SCHEMAS = {
         "enum": ["onnxruntime", "keras"],
         "description": "What runs the network: onnxruntime on the ONNX export of the weights when the deployment "
                        "has an up-to-date one (the container does), else Keras on TensorFlow. Both run the same "
-                       "weights; their probabilities agree within 1e-6.",
+                       "weights; over the 2,043 shared frames their probabilities differed by 4.7e-6 at most "
+                       "and no mask pixel differed.",
     },
     "ModelInfo": {
         "type": "object",

@@ -197,12 +197,17 @@ def bench_config(args, workers: int, threads: int, body: bytes) -> dict:
         return result
     finally:
         access_log.unlink(missing_ok=True)
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to gunicorn's process group, SIGKILL if it has not stopped within 40 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ def main() -> None:
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
     import tensorflow as tf
 
-    from model.onnx_export import export_onnx
+    from model.onnx_export import export_copy
     from model.onnx_serving import onnx_forward
     from model.segmenter import Segmenter
 
@@ -69,9 +68,7 @@ def main() -> None:
         "segmenter_xla_with_flip_tta": timed(lambda: seg.probability_maps(x), args.repeats),
     }
     with tempfile.TemporaryDirectory() as tmp:  # sessions hold the graph in memory once created
-        folder = Path(tmp) / "model"
-        shutil.copytree(args.model_dir, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__", "unet.onnx*"))
-        export_onnx(folder)
+        folder = export_copy(args.model_dir, Path(tmp) / "model")
         fast = Segmenter.load(folder, runtime="onnxruntime", threads=args.threads)
         one_pass = onnx_forward(folder, seg.metadata, hflip=False, threads=args.threads)
     results["onnxruntime"] = timed(lambda: one_pass(x), args.repeats)

@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from bench_predict import (  # noqa: E402
     multipart_tiff,
     rss_mb,
     run_clients,
+    stop_server,
     wait_all_workers,
     wait_ready,
 )
@@ -169,12 +169,7 @@ def main() -> int:
         memory = memory_report(sampler.samples, warm, args.max_growth)
         memory["master_mb"] = rss_mb(server.pid)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server)
         access_log.unlink(missing_ok=True)
     report = {"clients": args.clients, "bad_every": args.bad_every, "cpus": os.cpu_count(),
               "load_average": os.getloadavg(), "warmup": {"requests": warmup["requests"],

@@ -9,13 +9,14 @@ tf2onnx and onnx (requirements-dev.txt), which serving does not.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
+from model.artifact import METADATA_NAME, MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
 from model.onnx_serving import ONNX_NAME, SOURCE_KEY
 
 
@@ -40,6 +41,17 @@ def export_onnx(model_dir: Path = MODEL_DIR) -> Path:
     partial = target.with_name(ONNX_NAME + ".partial")
     onnx.save(proto, str(partial))
     partial.replace(target)
+    return target
+
+
+def export_copy(model_dir: Path, target: Path) -> Path:
+    """Copy a model folder's artifact (metadata.json and the weights it names) to `target` and export it
+    there, as the Dockerfile's export stage does; for tests and benchmarks that must not write into model/."""
+    target.mkdir(parents=True, exist_ok=True)
+    metadata = load_metadata(model_dir)
+    for name in (METADATA_NAME, metadata["weights"]["file"]):
+        shutil.copy2(Path(model_dir) / name, target / name)
+    export_onnx(target)
     return target
 
 

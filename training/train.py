@@ -87,12 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def normalisation_constants(data: Dataset, out: Path) -> tuple[float, float]:
+def normalisation_constants(data: Dataset, out: Path, init_run: Path | None = None) -> tuple[float, float]:
     """Mean and std of the training pixels, stored in metadata so serving normalises identically.
 
     Kept in the run folder: a resumed run (maybe reading the frames from a cache) evaluates and ships weights
-    with exactly the constants they were trained with."""
+    with exactly the constants they were trained with. A fine-tuning run takes its init run's constants, which
+    its starting weights were trained with."""
     saved = out / "normalisation.json"
+    inherited = init_run / "normalisation.json" if init_run is not None else None
+    if not saved.exists() and inherited is not None and inherited.exists():
+        saved.write_text(inherited.read_text())
     if saved.exists():
         values = json.loads(saved.read_text())
         return float(values["mean"]), float(values["std"])
@@ -134,9 +138,9 @@ def init_run_training(init_run: Path) -> dict:
     return json.loads(path.read_text())["training"] if path.exists() else {"run": str(init_run)}
 
 
-def check_init_run(init_run: Path, folds: list[list[int]], out: Path) -> str | None:
+def check_init_run(init_run: Path, folds: list[list[int]]) -> str | None:
     """Why `init_run` cannot seed this run (None when it can). Its folds must be these folds, or a fold model
-    would start from weights that have seen its held-out subjects; its normalisation is adopted."""
+    would start from weights that have seen its held-out subjects."""
     saved = init_run / "folds.json"
     if not saved.exists():
         return f"{saved} is missing: --init-run needs a training run folder"
@@ -146,9 +150,6 @@ def check_init_run(init_run: Path, folds: list[list[int]], out: Path) -> str | N
                if not (init_run / f"fold{k}" / "best.keras").exists()]
     if missing:
         return f"{', '.join(missing)}: missing"
-    constants = init_run / "normalisation.json"
-    if constants.exists() and not (out / "normalisation.json").exists():
-        (out / "normalisation.json").write_text(constants.read_text())
     return None
 
 
@@ -267,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folds = subject_folds(data.subjects, args.folds, args.seed)
-    if args.init_run is not None and (problem := check_init_run(args.init_run, folds, args.out)):
+    if args.init_run is not None and (problem := check_init_run(args.init_run, folds)):
         print(f"error: --init-run: {problem}", file=sys.stderr)
         return 2
-    mean, std = normalisation_constants(data, args.out)
+    mean, std = normalisation_constants(data, args.out, args.init_run)
     spec = InputSpec(arch.height, arch.width, mean, std)
     print(f"{len(data)} frames, {len(np.unique(data.subjects))} subjects, folds: {folds}", flush=True)
     (args.out / "folds.json").write_text(json.dumps(folds))

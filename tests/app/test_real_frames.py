@@ -69,14 +69,10 @@ def test_the_containers_onnxruntime_path_gives_the_same_masks_as_keras(shipped_m
 
     (Over all 2043 shared frames the largest probability difference was 4.7e-6 and no mask pixel or
     presence decision differed: docs/performance.md.)"""
-    import shutil
-
-    from model import onnx_export
+    from model.onnx_export import export_copy
     from model.segmenter import Segmenter
 
-    folder = tmp_path / "model"
-    shutil.copytree(shipped_model_dir, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__", "unet.onnx*"))
-    assert onnx_export.main(["--model-dir", str(folder)]) == 0
+    folder = export_copy(shipped_model_dir, tmp_path / "model")
     fast, keras_run = Segmenter.load(folder, runtime="onnxruntime"), Segmenter.load(folder, runtime="keras")
     subject = sorted((data_dir / "train").glob("1_*.tif"))
     grays = [read_image(p) for p in subject if not p.name.endswith("_mask.tif")]

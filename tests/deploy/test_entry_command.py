@@ -87,15 +87,11 @@ sys.meta_path.insert(0, Block())
 def model_dir_env(request, tmp_path_factory) -> dict[str, str]:
     """A copy of the shipped model (the tiny test model before one is shipped) with its ONNX export, made
     like the Dockerfile's export stage makes it, via the app's NERVE_MODEL_DIR; and the import blocker."""
-    import shutil
-
-    from model import onnx_export
+    from model.onnx_export import export_copy
 
     source = ROOT / "model" if (ROOT / "model" / "metadata.json").is_file() else request.getfixturevalue(
         "tiny_model_dir")
-    folder = tmp_path_factory.mktemp("image") / "model"
-    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__", "unet.onnx*"))
-    assert onnx_export.main(["--model-dir", str(folder)]) == 0
+    folder = export_copy(source, tmp_path_factory.mktemp("image") / "model")
     blocker = tmp_path_factory.mktemp("no_tensorflow")
     (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW)
     return {"NERVE_MODEL_DIR": str(folder), "PYTHONPATH": str(blocker)}
