@@ -68,6 +68,11 @@ def main() -> None:
     epochs = int(training["epochs"])
     cv_frames = frames * (folds - 1) / folds * (1 - float(training.get("val_fraction", 0))) * folds
     final_epochs = int(meta.get("final_epochs") or 0)
+    # A fine-tuned model's schedule starts in the run it was fine-tuned from: from scratch, both parts run.
+    start = training.get("fine_tuned_from") or {}
+    swa = int(training.get("swa_epochs") or 0)
+    shipped_epochs = (final_epochs or epochs) + swa + int(start.get("final_epochs") or start.get("epochs") or 0)
+    fold_epochs = epochs + swa + int(start.get("epochs") or 0)
     result = {
         "cpu_cores": os.cpu_count(),
         "input": f"{arch.height}x{arch.width}",
@@ -75,8 +80,9 @@ def main() -> None:
         "batch_size": batch,
         "images_per_second": round(per_second, 1),
         "one_epoch_all_frames_s": round(frames / per_second, 1),
-        "shipped_fit_from_scratch_min": round((final_epochs or epochs) * frames / per_second / 60, 1),
-        "cross_validation_upper_bound_min": round(epochs * cv_frames / per_second / 60, 1),
+        "shipped_fit_epochs": shipped_epochs,
+        "shipped_fit_from_scratch_min": round(shipped_epochs * frames / per_second / 60, 1),
+        "cross_validation_upper_bound_min": round(fold_epochs * cv_frames / per_second / 60, 1),
     }
     print(json.dumps(result, indent=2))
 

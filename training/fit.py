@@ -22,6 +22,7 @@ from model.preprocessing import InputSpec, standardise
 from training.augment import augment_batch
 from training.data import Dataset
 from training.losses import LOSSES, kaggle_dice
+from training.swa import ConstantTail, WeightAverage, reestimate_batchnorm
 
 MONITOR = "val_kaggle_dice"
 
@@ -37,6 +38,8 @@ class TrainConfig:
     seed: int = 42
     augment: bool = True
     loss: str = "bce_dice"
+    swa_epochs: int = 0  # after `epochs`: this many at swa_learning_rate, their end-of-epoch weights averaged
+    swa_learning_rate: float = 3e-4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,41 +83,61 @@ class Batches(keras.utils.PyDataset):
 
 def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig,
         out_dir: Path, init: Path | None = None) -> tuple[keras.Model, dict]:
-    """Train one model, from scratch or (fine-tuning) from the weights in `init`; returns the best (or,
-    without validation, the last) model and its history."""
+    """Train one model, from scratch or (fine-tuning) from the weights in `init`; returns the kept model and
+    its history. Kept is the weight average of the SWA epochs when there are any; otherwise the epoch with the
+    best validation Dice, or without validation the last."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = build_unet(arch)
     if init is not None:
         model.set_weights(keras.models.load_model(init, compile=False).get_weights())
     steps = math.ceil(len(train) / cfg.batch_size)
-    warmup = steps * cfg.warmup_epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate * 0.1, decay_steps=max(1, steps * cfg.epochs - warmup),
-        alpha=cfg.min_lr_fraction * 0.1, warmup_target=cfg.learning_rate, warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSSES[cfg.loss][0], metrics=[kaggle_dice])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(cfg, steps)), loss=LOSSES[cfg.loss][0],
+                  metrics=[kaggle_dice])
 
     best_path = out_dir / "best.keras"
-    callbacks: list[keras.callbacks.Callback] = [
+    average = WeightAverage(cfg.epochs, out_dir / "swa.npz") if cfg.swa_epochs else None
+    # The average is saved before BackupAndRestore's checkpoint, so a resumed fit never loses an epoch of it.
+    callbacks: list[keras.callbacks.Callback] = [average] if average else []
+    callbacks += [
         keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
     ]
     val_batches = None
     if val is not None and len(val):
         val_batches = Batches(val, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max", save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
-        ]
+        if not average:  # SWA keeps the average, not a chosen epoch: validation is only logged.
+            callbacks += [
+                keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max", save_best_only=True),
+                keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
+            ]
     history = model.fit(
         Batches(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
-        validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
+        validation_data=val_batches, epochs=cfg.epochs + cfg.swa_epochs, callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if val_batches is None:
+    if average:
+        average.apply(model)
+        plain = Batches(train, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
+        reestimate_batchnorm(model, (plain[i][0] for i in range(len(plain))))
+    if average or val_batches is None:
         model.save(best_path)
     # Finished: keep the network alone (loaded uncompiled, saved again). The optimizer's state would triple the
     # file and serves no further use; an interrupted run resumes from BackupAndRestore's folder instead.
     model = keras.models.load_model(best_path, compile=False)
     model.save(best_path)
     return model, history.history
+
+
+def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up, cosine decay over `epochs`, then (SWA) the constant `swa_learning_rate`."""
+    cosine = None
+    if cfg.epochs:
+        warmup = steps_per_epoch * min(cfg.warmup_epochs, cfg.epochs)
+        cosine = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.learning_rate * 0.1,
+            decay_steps=max(1, steps_per_epoch * cfg.epochs - warmup),
+            alpha=cfg.min_lr_fraction * 0.1, warmup_target=cfg.learning_rate, warmup_steps=warmup)
+        if not cfg.swa_epochs:
+            return cosine
+    return ConstantTail(cosine, steps_per_epoch * cfg.epochs, cfg.swa_learning_rate)

@@ -59,8 +59,7 @@ a binary mask at the input image's own size, and a presence decision (the mask i
 - **What they were trained on:** {meta['shipped_weights']}.
 - Architecture: U-Net, depth {arch['depth']}, {arch['base_filters']} base filters, BatchNorm, dropout
   {arch['dropout']}, sigmoid output; input {arch['height']} x {arch['width']} grayscale.
-- Training: {training['loss']}, {training['optimizer']} peak lr {training['learning_rate']}, {training['schedule']},
-  {_epochs(training)},
+- Training: {training['loss']}, {training['optimizer']} peak lr {training['learning_rate']}, {_schedule(training)},
   batch {training['batch_size']}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
   contrast, gamma), seed {meta['seed']}. Test-time augmentation: horizontal flip.
 - Preprocessing: any image -> grayscale in [0, 1] by bit depth -> area resize to the input size ->
@@ -95,10 +94,24 @@ Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['back
 
 
 def _epochs(training: dict) -> str:
+    """Which weights a fit kept."""
+    if training.get("swa_epochs"):
+        return "the SWA average kept"
     if training["val_fraction"]:
         patience = training["patience"]
         return f"{training['epochs']} epochs max (early stopping on inner-validation Dice, patience {patience})"
     return f"{training['epochs']} epochs, last epoch kept"
+
+
+def _schedule(training: dict) -> str:
+    """The whole schedule of the weights, including the run a fine-tuning started from."""
+    own = f"{training['schedule']}, {_epochs(training)}"
+    start = training.get("fine_tuned_from") or {}
+    if "schedule" not in start:
+        return own
+    final = f"; {start['final_epochs']} for the final model" if start.get("final_epochs") else ""
+    return (f"first {start['schedule']} ({start['epochs']} epochs per fold model{final}, {_epochs(start)}), then "
+            f"continued from those weights: {own}")
 
 
 def _fold_training(training: dict) -> str:
@@ -107,7 +120,8 @@ def _fold_training(training: dict) -> str:
         share = round(training["val_fraction"] * 100)
         return (f"Each fold's model trained on the other folds' subjects minus {share}% inner-validation subjects "
                 "(early stopping and checkpoint choice).")
-    return ("Each fold's model trained on all the other folds' subjects for the full schedule, last epoch kept: the "
+    kept = "the SWA average kept" if training.get("swa_epochs") else "last epoch kept"
+    return (f"Each fold's model trained on all the other folds' subjects for the full schedule, {kept}: the "
             "procedure that made the shipped weights.")
 
 

@@ -60,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the cosine schedule")
+    p.add_argument("--swa-epochs", type=int, default=0,
+                   help="after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are "
+                        "averaged (stochastic weight averaging); the average, with BatchNorm re-estimated, is kept")
+    p.add_argument("--swa-lr", type=float, default=3e-4, help="constant learning rate of the SWA epochs")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=96)
@@ -121,7 +125,7 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
                    "meaning": "per-pixel nerve probability (sigmoid); resized back to the input size"},
         "architecture": {"type": "U-Net", **arch.to_dict()},
         "training": {**cfg.to_dict(), "loss": LOSSES[cfg.loss][1], "optimizer": "Adam",
-                     "schedule": "cosine with linear warm-up", "folds": args.folds,
+                     "schedule": schedule_text(cfg), "folds": args.folds,
                      "val_fraction": args.val_fraction},
         "versions": {"keras": keras.__version__, "backend": backend_version(),
                      "python": platform.python_version(), "numpy": np.__version__},
@@ -132,22 +136,60 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
     return metadata
 
 
+def schedule_text(cfg: TrainConfig) -> str:
+    """The learning-rate schedule in words, for metadata and the card."""
+    parts = [f"cosine with linear warm-up over {cfg.epochs} epochs"] if cfg.epochs else []
+    if cfg.swa_epochs:
+        parts.append(f"then {cfg.swa_epochs} epochs at constant lr {cfg.swa_learning_rate:g} whose end-of-epoch "
+                     "weights are averaged (SWA), BatchNorm statistics re-estimated on the training frames")
+    return ", ".join(parts)
+
+
+def final_schedule_words(args: argparse.Namespace) -> str:
+    """How long the shipped model trained, in words, counting the run it was fine-tuned from."""
+    parts = [f"{args.final_epochs} epochs"] if args.final_epochs else []
+    if args.init_run is not None:
+        start = init_run_training(args.init_run).get("final_epochs")
+        parts.insert(0, f"{start} epochs in {args.init_run}" if start else f"the final model of {args.init_run}")
+    if args.swa_epochs:
+        parts.append(f"{args.swa_epochs} SWA epochs")
+    return " + ".join(parts)
+
+
+def epochs_problem(args: argparse.Namespace) -> str | None:
+    """Why the requested fits would train nothing (None when they train). Zero cosine epochs make sense only
+    with SWA epochs, e.g. an SWA tail fine-tuned onto an earlier run (--init-run)."""
+    for flag, epochs in (("--epochs", args.epochs), ("--final-epochs", args.final_epochs)):
+        if epochs is not None and epochs < 0:
+            return f"{flag} must be >= 0"
+        if epochs == 0 and args.swa_epochs <= 0:
+            return f"{flag} 0 trains nothing without --swa-epochs"
+    if args.swa_epochs < 0:
+        return "--swa-epochs must be >= 0"
+    return None
+
+
 def init_run_training(init_run: Path) -> dict:
-    """The training section of the run a fine-tuning started from (its model/metadata.json)."""
+    """The training section of the run a fine-tuning started from (its model/metadata.json), with its final
+    model's epochs: together with this run's they make the whole schedule of the shipped weights."""
     path = init_run / "model" / "metadata.json"
-    return json.loads(path.read_text())["training"] if path.exists() else {"run": str(init_run)}
+    if not path.exists():
+        return {"run": str(init_run)}
+    metadata = json.loads(path.read_text())
+    return {**metadata["training"], "final_epochs": metadata.get("final_epochs")}
 
 
-def check_init_run(init_run: Path, folds: list[list[int]]) -> str | None:
+def check_init_run(init_run: Path, folds: list[list[int]], final: bool) -> str | None:
     """Why `init_run` cannot seed this run (None when it can). Its folds must be these folds, or a fold model
-    would start from weights that have seen its held-out subjects."""
+    would start from weights that have seen its held-out subjects; with `final` its final model must exist."""
     saved = init_run / "folds.json"
     if not saved.exists():
         return f"{saved} is missing: --init-run needs a training run folder"
     if json.loads(saved.read_text()) != folds:
         return f"{saved}: that run's folds differ from this run's, so its fold models saw these held-out subjects"
-    missing = [str(init_run / f"fold{k}" / "best.keras") for k in range(len(folds))
-               if not (init_run / f"fold{k}" / "best.keras").exists()]
+    wanted = [init_run / f"fold{k}" / "best.keras" for k in range(len(folds))]
+    wanted += [init_run / "final" / "best.keras"] if final else []
+    missing = [str(path) for path in wanted if not path.exists()]
     if missing:
         return f"{', '.join(missing)}: missing"
     return None
@@ -255,12 +297,16 @@ def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessCo
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.only_final and not args.final_epochs:
+    if args.only_final and args.final_epochs is None:
         print("error: --only-final needs --final-epochs", file=sys.stderr)
+        return 2
+    if problem := epochs_problem(args):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                      patience=args.patience, seed=args.seed, augment=not args.no_augment, loss=args.loss)
+                      patience=args.patience, seed=args.seed, augment=not args.no_augment, loss=args.loss,
+                      swa_epochs=args.swa_epochs, swa_learning_rate=args.swa_lr)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         data = load_any(args.data, arch.height, arch.width)
@@ -268,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folds = subject_folds(data.subjects, args.folds, args.seed)
-    if args.init_run is not None and (problem := check_init_run(args.init_run, folds)):
+    if args.init_run is not None and (problem := check_init_run(args.init_run, folds, args.final_epochs is not None)):
         print(f"error: --init-run: {problem}", file=sys.stderr)
         return 2
     mean, std = normalisation_constants(data, args.out, args.init_run)
@@ -289,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in wanted:
             train_fold(k, folds, data, arch, spec, cfg, args)
     if args.train_only:
-        if args.final_epochs and args.only_fold is None:
+        if args.final_epochs is not None and args.only_fold is None:
             train_final(data, arch, spec, cfg, args)
         return 0
     results = [fold_maps(k, folds, data, arch, spec, cfg, args) for k in wanted]
@@ -319,12 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     metadata["figures"] = {"evaluation": "subject-held-out, cross-fitted calibration", "per_fold": per_fold,
                            "mean": mean}
 
-    if args.final_epochs:
+    if args.final_epochs is not None:
         model = train_final(data, arch, spec, cfg, args)
         metadata["final_epochs"] = args.final_epochs
         metadata["training"]["backend"] = json.loads((args.out / "final" / "final.json").read_text())["backend"]
-        metadata["shipped_weights"] = (f"trained on all {len(np.unique(data.subjects))} subjects for "
-                                       f"{args.final_epochs} epochs after cross-validation")
+        metadata["shipped_weights"] = (f"trained on all {len(np.unique(data.subjects))} subjects "
+                                       f"({final_schedule_words(args)}) after cross-validation")
     else:
         import keras
 
