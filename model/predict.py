@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from model.artifact import MODEL_DIR, ModelArtifactError
 from model.cine import DEFAULT_MAX_FRAMES
@@ -74,17 +75,16 @@ def predict_files(segmenter, files: list[Path], threshold: float | None = None, 
 
 def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | None = None, *,
                    max_frames: int | None = None) -> list[dict]:
-    import keras
-
     out.mkdir(parents=True, exist_ok=True)
     masks = out / "masks"
     masks.mkdir(exist_ok=True)
-    bar = keras.utils.Progbar(len(files), unit_name="file")
+    # tqdm, not Keras' Progbar: the serving image (onnxruntime) runs this CLI too and has no Keras.
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None)
     rows: list[dict] = []
     done: set[Path] = set()
     for path, frame, several, pred in predict_files(segmenter, files, threshold, max_frames=max_frames):
         if isinstance(pred, ImageError):
-            print(f"\nskipped: {pred.message}", file=sys.stderr)
+            bar.write(f"skipped: {pred.message}", file=sys.stderr)
             rows.append({"file": path.name, "frame": frame, "error": pred.message})
         else:
             mask_name = f"{path.stem}_f{frame:04d}_mask.png" if several else f"{path.stem}_mask.png"
@@ -93,8 +93,10 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
                          "nerve_present": pred.nerve_present, "nerve_probability": round(pred.nerve_probability, 6),
                          "mask_area_px": pred.area, "bbox": " ".join(map(str, pred.bbox or ())),
                          "rle": rle_encode(pred.mask), "mask_png": f"masks/{mask_name}", "error": ""})
-        done.add(path)
-        bar.update(len(done))
+        if path not in done:
+            done.add(path)
+            bar.update(1)
+    bar.close()
     with open(out / "predictions.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
         writer.writeheader()

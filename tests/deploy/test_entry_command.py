@@ -149,3 +149,20 @@ def test_dockerfile_entry_command_serves_readyz_and_predict(model_dir_env, tmp_p
             server.wait()
             pytest.fail(f"server did not stop within {STOP_WITHIN_S} s of SIGTERM:\n{log_tail(log)}")
     assert server.returncode == 0, f"unclean exit {server.returncode} after SIGTERM:\n{log_tail(log)}"
+
+
+def test_the_folder_cli_runs_in_the_serving_image_without_tensorflow(model_dir_env, tmp_path):
+    """The image has no TensorFlow or Keras; `python -m model.predict` must still run there (onnxruntime)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.tif").write_bytes(phantom_tiff(186, 256))
+    (src / "b.tif").write_bytes(b"not a tiff")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NERVE_")}
+    env["PYTHONPATH"] = os.pathsep.join([model_dir_env["PYTHONPATH"], str(ROOT)])
+    done = subprocess.run([sys.executable, "-m", "model.predict", "--input", str(src), "--out", str(tmp_path / "out"),
+                           "--model", model_dir_env["NERVE_MODEL_DIR"]], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]  # b.tif is unreadable; a.tif is predicted
+    assert "b.tif" in done.stderr and "not installed" not in done.stderr
+    rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 3 and (tmp_path / "out" / "masks" / "a_mask.png").exists()
