@@ -88,7 +88,7 @@ These figures estimate how the training recipe does on subjects it never saw. {_
 
 ## Versions
 Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['backend']}; weights trained under
-{meta['training'].get('backend', meta['versions']['backend'])}. Python {meta['versions']['python']}, NumPy
+{_backends(meta)}. Python {meta['versions']['python']}, NumPy
 {meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
 """
 
@@ -103,15 +103,24 @@ def _epochs(training: dict) -> str:
     return f"{training['epochs']} epochs, last epoch kept"
 
 
+def _backends(meta: dict) -> str:
+    """The Keras backend(s) the weights trained under: a fine-tuning run's own and, first, its start's."""
+    own = meta["training"].get("backend", meta["versions"]["backend"])
+    start = (meta["training"].get("fine_tuned_from") or {}).get("backend")
+    return f"{start}, then {own}" if start and start != own else own
+
+
 def _schedule(training: dict) -> str:
     """The whole schedule of the weights, including the run a fine-tuning started from."""
     own = f"{training['schedule']}, {_epochs(training)}"
     start = training.get("fine_tuned_from") or {}
     if "schedule" not in start:
         return own
-    final = f"; {start['final_epochs']} for the final model" if start.get("final_epochs") else ""
-    return (f"first {start['schedule']} ({start['epochs']} epochs per fold model{final}, {_epochs(start)}), then "
-            f"continued from those weights: {own}")
+    source = f"model {start['version']}: " if start.get("version") else ""
+    final = f", {start['final_epochs']} for the final model" if start.get("final_epochs") else ""
+    return (f"first ({source}{start['epochs']} epochs per fold model{final}) {start['schedule']}, "
+            f"{'last epoch kept' if not start.get('val_fraction') else _epochs(start)}; then, continued from those "
+            f"weights, {own}")
 
 
 def _fold_training(training: dict) -> str:

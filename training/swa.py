@@ -89,8 +89,8 @@ def reestimate_batchnorm(model: keras.Model, batches: Iterable[np.ndarray]) -> i
         return 0
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
-        layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
-        layer.moving_variance.assign(keras.ops.ones_like(layer.moving_variance))
+        layer.moving_mean.assign(keras.ops.zeros(layer.moving_mean.shape, layer.moving_mean.dtype))
+        layer.moving_variance.assign(keras.ops.ones(layer.moving_variance.shape, layer.moving_variance.dtype))
     seen = 0
     try:
         for x in batches:

@@ -40,13 +40,17 @@ from training.plots import plot_training_curve
 from training.scoring import calibrate, score_frames, summarise
 from training.split import fold_indices, inner_validation_subjects, subject_folds
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 CHANGELOG = {
     "1.0.0": "First release: U-Net + BatchNorm, BCE + soft Dice, augmentation, cosine LR, flip TTA, calibrated "
              "threshold and min-area gate; 64x96 input, 20 epochs, fold 0's model shipped.",
     "1.1.0": "96x128 input, 60 epochs, every fold model and the shipped one trained the same way (all their "
              "training subjects, last epoch, no inner validation), on a GPU under Keras' JAX backend; shipped weights "
              "trained on all 41 subjects; CV nerve-present Dice 0.771 (was 0.751).",
+    "1.2.0": "Stochastic weight averaging: every 1.1.0 model (the five fold models and the shipped one) continued for "
+             "5 epochs at a constant lr 3e-4 on the CPU under TensorFlow, the 5 end-of-epoch weights averaged and "
+             "BatchNorm re-estimated; threshold recalibrated to 0.40; CV nerve-present Dice 0.772 (was 0.771; fold 1 "
+             "0.734, was 0.718).",
 }
 
 
@@ -140,17 +144,19 @@ def schedule_text(cfg: TrainConfig) -> str:
     """The learning-rate schedule in words, for metadata and the card."""
     parts = [f"cosine with linear warm-up over {cfg.epochs} epochs"] if cfg.epochs else []
     if cfg.swa_epochs:
-        parts.append(f"then {cfg.swa_epochs} epochs at constant lr {cfg.swa_learning_rate:g} whose end-of-epoch "
+        parts.append(f"{cfg.swa_epochs} epochs at constant lr {cfg.swa_learning_rate:g} whose end-of-epoch "
                      "weights are averaged (SWA), BatchNorm statistics re-estimated on the training frames")
-    return ", ".join(parts)
+    return ", then ".join(parts)
 
 
 def final_schedule_words(args: argparse.Namespace) -> str:
     """How long the shipped model trained, in words, counting the run it was fine-tuned from."""
     parts = [f"{args.final_epochs} epochs"] if args.final_epochs else []
     if args.init_run is not None:
-        start = init_run_training(args.init_run).get("final_epochs")
-        parts.insert(0, f"{start} epochs in {args.init_run}" if start else f"the final model of {args.init_run}")
+        start = init_run_training(args.init_run)
+        source = f"model {start['version']}" if start.get("version") else str(args.init_run)
+        parts.insert(0, f"{start['final_epochs']} epochs ({source})" if start.get("final_epochs")
+                     else f"the final model of {source}")
     if args.swa_epochs:
         parts.append(f"{args.swa_epochs} SWA epochs")
     return " + ".join(parts)
@@ -176,7 +182,7 @@ def init_run_training(init_run: Path) -> dict:
     if not path.exists():
         return {"run": str(init_run)}
     metadata = json.loads(path.read_text())
-    return {**metadata["training"], "final_epochs": metadata.get("final_epochs")}
+    return {**metadata["training"], "final_epochs": metadata.get("final_epochs"), "version": metadata.get("version")}
 
 
 def check_init_run(init_run: Path, folds: list[list[int]], final: bool) -> str | None:

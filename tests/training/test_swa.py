@@ -114,7 +114,7 @@ def test_a_fit_with_swa_keeps_the_average_with_fresh_batchnorm(phantom_data, bas
     meta = json.loads((tuned / "model" / "metadata.json").read_text())
     assert meta["training"]["swa_epochs"] == 2 and "SWA" in meta["training"]["schedule"]
     assert meta["training"]["fine_tuned_from"]["epochs"] == 1
-    assert "1 epochs in" in meta["shipped_weights"] and "2 SWA epochs" in meta["shipped_weights"]
+    assert "1 epochs (model" in meta["shipped_weights"] and "2 SWA epochs" in meta["shipped_weights"]
     card = (tuned / "model" / "MODEL_CARD.md").read_text()
     assert "continued from those weights" in card and "the SWA average kept" in card
 
@@ -136,3 +136,14 @@ def test_an_swa_tail_for_the_final_model_needs_the_init_runs_final_model(phantom
 def test_a_schedule_that_trains_nothing_is_refused(phantom_data, tmp_path, capsys, extra, message):  # noqa: F811
     assert train.main(["--data", str(phantom_data), "--out", str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_same_seed_gives_the_same_swa_model_on_the_cpu(phantom_data, base_run, tmp_path):  # noqa: F811
+    """The SWA tail (shuffles, augmentation, average, BatchNorm pass) is as reproducible as the rest of a fit."""
+    weights = []
+    for name in ("a", "b"):
+        assert train.main(["--data", str(phantom_data), "--out", str(tmp_path / name), *ARGS, "--init-run",
+                           str(base_run), "--epochs", "0", "--swa-epochs", "2", "--only-fold", "0"]) == 0
+        weights.append(keras.models.load_model(tmp_path / name / "fold0" / "best.keras", compile=False).get_weights())
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
