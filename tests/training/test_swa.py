@@ -147,3 +147,14 @@ def test_the_same_seed_gives_the_same_swa_model_on_the_cpu(phantom_data, base_ru
         weights.append(keras.models.load_model(tmp_path / name / "fold0" / "best.keras", compile=False).get_weights())
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+def test_a_fit_from_scratch_runs_the_cosine_epochs_then_averages_the_swa_epochs(phantom_data, tmp_path):  # noqa: F811
+    """`make train`'s shape: --epochs N --swa-epochs M is one fit of N + M epochs; only the last M are averaged."""
+    out = tmp_path / "scratch"
+    assert train.main(["--data", str(phantom_data), "--out", str(out), *ARGS, "--epochs", "2", "--swa-epochs", "1",
+                       "--only-fold", "0"]) == 0
+    assert len((out / "fold0" / "log.csv").read_text().strip().splitlines()) == 1 + 3  # header + 3 epochs
+    saved = np.load(out / "fold0" / "swa.npz")
+    assert int(saved["count"]) == 1 and int(saved["last_epoch"]) == 2
+    assert json.loads((out / "fold0" / "fold.json").read_text())["epochs_run"] == 3
