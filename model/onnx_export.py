@@ -3,7 +3,7 @@
 The export is stamped with the `.keras` file's sha256 (model/onnx_serving.py serves it only while that
 matches metadata.json). It is made where the service is deployed (the Dockerfile, `make onnx`) rather than
 committed: it is a second copy of the weights that can always be rebuilt from the canonical one. Needs
-tf2onnx and onnx (requirements-dev.txt), which serving does not.
+tf2onnx and onnx (requirements.txt), which serving (requirements-serve.txt) does not.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:
-        print(f"error: {exc.name or exc} is not installed; pip install -r requirements-dev.txt", file=sys.stderr)
+        print(f"error: {exc.name or exc} is not installed; pip install -r requirements.txt", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -107,7 +107,8 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
 def load_for_cli(model_dir: Path):
     """The Segmenter a command-line tool runs, or None after printing what is wrong with the artifact.
 
-    TensorFlow is imported only here, so argument and folder errors answer before its seconds of start-up."""
+    The model is loaded (on the Keras path, TensorFlow imported) only here, so argument and folder errors answer
+    before its start-up."""
     try:
         from model.segmenter import Segmenter
 

@@ -9,9 +9,9 @@
 #
 # Finished weights are copied to COPY_TO as they appear (fold<k>.keras, final.keras, repeat0.keras), with the
 # logs (logs.tar.gz) and a JAX-vs-TensorFlow check file (check.npz) at the end; LIMIT bounds the wall time;
-# SWA_EPOCHS and SWA_LR (default 5 and 1e-3, the shipped recipe; SWA_EPOCHS=0 for none) add the stochastic-weight-averaging tail; EXTRA adds
-# options to every run (e.g. EXTRA='--val-fraction 0.12 --patience 20' for early stopping); FINAL=0 skips the
-# final model.
+# SWA_EPOCHS and SWA_LR (default 5 and 1e-3, the shipped recipe; SWA_EPOCHS=0 for none) set the
+# stochastic-weight-averaging tail; EXTRA adds options to every run (e.g. EXTRA='--val-fraction 0.12
+# --patience 20' for early stopping); FINAL=0 skips the final model.
 set -u
 CACHE=${CACHE:?a training.cache .npz file}
 RUN=${RUN:-runs/gpu96}

@@ -93,14 +93,14 @@ Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['back
 """
 
 
-def _epochs(training: dict) -> str:
-    """Which weights a fit kept."""
+def _kept(training: dict) -> str:
+    """Which weights a fit kept: the SWA average, the best inner-validation epoch, or the last epoch."""
     if training.get("swa_epochs"):
         return "the SWA average kept"
     if training["val_fraction"]:
-        patience = training["patience"]
-        return f"{training['epochs']} epochs max (early stopping on inner-validation Dice, patience {patience})"
-    return f"{training['epochs']} epochs, last epoch kept"
+        return (f"{training['epochs']} epochs max, early stopping on inner-validation Dice (patience "
+                f"{training['patience']}), best epoch kept")
+    return "last epoch kept"
 
 
 def _backends(meta: dict) -> str:
@@ -112,15 +112,14 @@ def _backends(meta: dict) -> str:
 
 def _schedule(training: dict) -> str:
     """The whole schedule of the weights, including the run a fine-tuning started from."""
-    own = f"{training['schedule']}, {_epochs(training)}"
+    own = f"{training['schedule']}, {_kept(training)}"
     start = training.get("fine_tuned_from") or {}
     if "schedule" not in start:
         return own
     source = f"model {start['version']}: " if start.get("version") else ""
     final = f", {start['final_epochs']} for the final model" if start.get("final_epochs") else ""
     return (f"first ({source}{start['epochs']} epochs per fold model{final}) {start['schedule']}, "
-            f"{'last epoch kept' if not start.get('val_fraction') else _epochs(start)}; then, continued from those "
-            f"weights, {own}")
+            f"{_kept(start)}; then, continued from those weights, {own}")
 
 
 def _fold_training(training: dict) -> str:
@@ -129,8 +128,7 @@ def _fold_training(training: dict) -> str:
         share = round(training["val_fraction"] * 100)
         return (f"Each fold's model trained on the other folds' subjects minus {share}% inner-validation subjects "
                 "(early stopping and checkpoint choice).")
-    kept = "the SWA average kept" if training.get("swa_epochs") else "last epoch kept"
-    return (f"Each fold's model trained on all the other folds' subjects for the full schedule, {kept}: the "
+    return (f"Each fold's model trained on all the other folds' subjects for the full schedule, {_kept(training)}: the "
             "procedure that made the shipped weights.")
 
 
