@@ -62,7 +62,7 @@ test: venv chromium
 
 train: venv
 	$(PY) -m training.train --data $(DATA) --out $(RUN) --folds 5 --height 96 --width 128 --filters 16 --depth 4 \
-		--epochs 60 --val-fraction 0 --final-epochs 60 --swa-epochs 5 --swa-lr 1e-3 --install
+		--epochs 60 --val-fraction 0 --final-epochs 60 --swa-epochs 5 --swa-lr 2e-3 --install
 
 evaluate: venv
 	$(PY) -m training.evaluate --data $(DATA) --model model --out runs/eval

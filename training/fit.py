@@ -39,7 +39,7 @@ class TrainConfig:
     augment: bool = True
     loss: str = "bce_dice"
     swa_epochs: int = 0  # after `epochs`: this many at swa_learning_rate, their end-of-epoch weights averaged
-    swa_learning_rate: float = 1e-3
+    swa_learning_rate: float = 2e-3
 
     def to_dict(self) -> dict:
         return asdict(self)

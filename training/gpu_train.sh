@@ -9,7 +9,7 @@
 #
 # Finished weights are copied to COPY_TO as they appear (fold<k>.keras, final.keras, repeat0.keras), with the
 # logs (logs.tar.gz) and a JAX-vs-TensorFlow check file (check.npz) at the end; LIMIT bounds the wall time;
-# SWA_EPOCHS and SWA_LR (default 5 and 1e-3, the shipped recipe; SWA_EPOCHS=0 for none) set the
+# SWA_EPOCHS and SWA_LR (default 5 and 2e-3, the shipped recipe; SWA_EPOCHS=0 for none) set the
 # stochastic-weight-averaging tail; EXTRA adds options to every run (e.g. EXTRA='--val-fraction 0.12
 # --patience 20' for early stopping); FINAL=0 skips the final model.
 set -u
@@ -18,7 +18,7 @@ RUN=${RUN:-runs/gpu96}
 COPY_TO=${COPY_TO:-runs/gpu96-out}
 EPOCHS=${EPOCHS:-60}
 SWA_EPOCHS=${SWA_EPOCHS:-5}
-SWA_LR=${SWA_LR:-1e-3}
+SWA_LR=${SWA_LR:-2e-3}
 LIMIT=${LIMIT:-450}
 common=(--data "$CACHE" --height 96 --width 128 --filters 16 --depth 4 --epochs "$EPOCHS" --val-fraction 0
         --final-epochs "$EPOCHS" --swa-epochs "$SWA_EPOCHS" --swa-lr "$SWA_LR" --train-only ${EXTRA:-})
