@@ -67,11 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the cosine schedule")
+    p.add_argument("--lr", type=float, default=TrainConfig.learning_rate,
+                   help="peak learning rate of the cosine schedule")
     p.add_argument("--swa-epochs", type=int, default=0,
                    help="after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are "
                         "averaged (stochastic weight averaging); the average, with BatchNorm re-estimated, is kept")
-    p.add_argument("--swa-lr", type=float, default=2e-3, help="constant learning rate of the SWA epochs")
+    p.add_argument("--swa-lr", type=float, default=TrainConfig.swa_learning_rate,
+                   help="constant learning rate of the SWA epochs")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=96)
