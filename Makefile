@@ -6,7 +6,7 @@
 #   make train      5-fold cross-validated training on $(DATA) + the all-subject model, installed into model/
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
-#   make lint       ruff, and hadolint on the Dockerfile
+#   make lint       ruff check, ruff format --check, and hadolint on the Dockerfile
 #   make audit      pip-audit over the pinned requirements (needs PyPI; fails on unreviewed vulnerabilities)
 
 SHELL := /bin/bash
@@ -77,6 +77,7 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile clean"; \
 	else echo "hadolint not installed on this platform: Dockerfile not linted"; fi
 

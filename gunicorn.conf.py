@@ -44,4 +44,5 @@ if not os.environ.get("NERVE_SECRET_KEY"):
     os.environ["NERVE_SECRET_KEY"] = secrets.token_hex(32)
     logging.getLogger("gunicorn.error").warning(
         "NERVE_SECRET_KEY is not set: using a random key shared by this server's workers; page forms stop "
-        "working across a restart. Set it in production.")
+        "working across a restart. Set it in production."
+    )

@@ -58,8 +58,17 @@ def ignored_ids(path: Path = IGNORE_FILE) -> set[str]:
 
 def run_pip_audit(requirements: list[Path]) -> dict:
     """pip-audit's JSON report for the pins in the `requirements` files."""
-    command = [sys.executable, "-m", "pip_audit", "--no-deps", "--disable-pip", "--progress-spinner", "off",
-               "--format", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip_audit",
+        "--no-deps",
+        "--disable-pip",
+        "--progress-spinner",
+        "off",
+        "--format",
+        "json",
+    ]
     for path in requirements:
         command += ["--requirement", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -119,26 +128,37 @@ def audit(pip_audit_report: dict, ignore: set[str], project: Callable[[str], dic
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requirement", type=Path, action="append", dest="requirements",
-                        help="a pinned requirements file; repeatable")
+    parser.add_argument(
+        "--requirement", type=Path, action="append", dest="requirements", help="a pinned requirements file; repeatable"
+    )
     args = parser.parse_args()
-    requirements = args.requirements or [ROOT / "requirements-serve.txt", ROOT / "requirements.txt",
-                                          ROOT / "requirements-dev.txt"]
+    requirements = args.requirements or [
+        ROOT / "requirements-serve.txt",
+        ROOT / "requirements.txt",
+        ROOT / "requirements-dev.txt",
+    ]
     try:
         report = audit(run_pip_audit(requirements), ignored_ids())
     except AuditUnavailable as exc:
-        print(f"audit: FAILED: the vulnerability service could not be used, so nothing was audited: {exc}",
-              file=sys.stderr)
+        print(
+            f"audit: FAILED: the vulnerability service could not be used, so nothing was audited: {exc}",
+            file=sys.stderr,
+        )
         return 2
     print(f"audit: {len(report.clean)} pinned packages with no known vulnerability: {', '.join(report.clean)}")
-    for title, lines in (("accepted (listed in .ci/audit-ignore.txt, explained in docs/reliability.md)",
-                          report.ignored), ("unaudited (warning)", report.unaudited),
-                         ("VULNERABLE", report.findings)):
+    for title, lines in (
+        ("accepted (listed in .ci/audit-ignore.txt, explained in docs/reliability.md)", report.ignored),
+        ("unaudited (warning)", report.unaudited),
+        ("VULNERABLE", report.findings),
+    ):
         if lines:
             print(f"audit: {title}:\n  " + "\n  ".join(lines))
     if report.findings:
-        print("audit: FAILED: upgrade the pins above, or review each finding and list its ID in "
-              ".ci/audit-ignore.txt with the reason in docs/reliability.md", file=sys.stderr)
+        print(
+            "audit: FAILED: upgrade the pins above, or review each finding and list its ID in "
+            ".ci/audit-ignore.txt with the reason in docs/reliability.md",
+            file=sys.stderr,
+        )
         return 1
     print("audit: passed")
     return 0

@@ -35,8 +35,10 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         app.debug = False
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-        app.logger.warning("NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
-                           "a restart and across processes that do not share it")
+        app.logger.warning(
+            "NERVE_SECRET_KEY is not set: using a random key, so page forms stop working after "
+            "a restart and across processes that do not share it"
+        )
 
     service = ModelService(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INFERENCE_THREADS"])
     if app.config["MODEL_LOADING"] == "background":

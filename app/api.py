@@ -42,12 +42,17 @@ def readyz():
 def model_card():
     service = model_service()
     config = current_app.config
-    return jsonify(model=service.segmenter.info, runtime=service.segmenter.runtime, metadata=service.metadata, limits={
-        "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
-        "max_pixels": config["MAX_PIXELS"],
-        "max_batch": config["MAX_BATCH"],
-        "max_frames": config["MAX_FRAMES"],
-    })
+    return jsonify(
+        model=service.segmenter.info,
+        runtime=service.segmenter.runtime,
+        metadata=service.metadata,
+        limits={
+            "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
+            "max_pixels": config["MAX_PIXELS"],
+            "max_batch": config["MAX_BATCH"],
+            "max_frames": config["MAX_FRAMES"],
+        },
+    )
 
 
 @bp.get("/openapi.json")
@@ -64,8 +69,11 @@ def predict():
     config = current_app.config
     if options.all_frames:
         window = options.smoothing or config["CINE_SMOOTHING"]
-        return jsonify(analyse_loop(segmenter, data, options, config["MAX_PIXELS"], config["MAX_FRAMES"], window,
-                                     request_deadline()))
+        return jsonify(
+            analyse_loop(
+                segmenter, data, options, config["MAX_PIXELS"], config["MAX_FRAMES"], window, request_deadline()
+            )
+        )
     return jsonify(analyse(segmenter, data, options, config["MAX_PIXELS"], request_deadline()))
 
 
@@ -75,5 +83,6 @@ def predict_batch():
     segmenter = model_service().segmenter
     options = request_options(request)
     blobs = batch_images(request, current_app.config["MAX_BATCH"])
-    return jsonify(results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"],
-                                         request_deadline()))
+    return jsonify(
+        results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"], request_deadline())
+    )

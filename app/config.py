@@ -29,8 +29,7 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use; the message names it."""
 
 
-def _positive(environ: Mapping[str, str], name: str, default: int | float | None,
-              kind: type[int] | type[float]):
+def _positive(environ: Mapping[str, str], name: str, default: int | float | None, kind: type[int] | type[float]):
     """A positive, finite int or float from the environment; the default when unset or empty."""
     raw = environ.get(name, "").strip()
     if not raw:

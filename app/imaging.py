@@ -42,8 +42,9 @@ def mask_image(mask: np.ndarray) -> np.ndarray:
     return (mask > 0).astype(np.uint8) * 255
 
 
-def overlay_image(gray: np.ndarray, mask: np.ndarray, contours: list[list[list[int]]],
-                  opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+def overlay_image(
+    gray: np.ndarray, mask: np.ndarray, contours: list[list[list[int]]], opacity: float = OVERLAY_OPACITY
+) -> np.ndarray:
     """The input in grey with the mask filled at `opacity` and its outer contours drawn opaque."""
     base = np.repeat(to_uint8(gray)[..., None], 3, axis=2)
     inside = mask > 0

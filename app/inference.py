@@ -54,8 +54,15 @@ def describe(prediction: Prediction, gray: np.ndarray, include: frozenset[str]) 
     return result
 
 
-def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, include: frozenset[str],
-            decode_s: float, infer_s: float, deadline: Deadline) -> dict:
+def _result(
+    segmenter: Segmenter,
+    prediction: Prediction,
+    gray: np.ndarray,
+    include: frozenset[str],
+    decode_s: float,
+    infer_s: float,
+    deadline: Deadline,
+) -> dict:
     """describe() plus the model's identity and timings; `total` is decode + infer + encoding the outputs."""
     deadline.check("encoding the result")
     encode_start = perf_counter()
@@ -66,8 +73,9 @@ def _result(segmenter: Segmenter, prediction: Prediction, gray: np.ndarray, incl
     return result
 
 
-def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int,
-            deadline: Deadline = NO_DEADLINE) -> dict:
+def analyse(
+    segmenter: Segmenter, data: bytes, options: Options, max_pixels: int, deadline: Deadline = NO_DEADLINE
+) -> dict:
     """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
     deadline.check("decoding")
     start = perf_counter()
@@ -79,8 +87,9 @@ def analyse(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int
     return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, deadline)
 
 
-def _decoded(blobs: list[bytes], max_pixels: int, results: list,
-             deadline: Deadline) -> Iterator[tuple[int, np.ndarray, float]]:
+def _decoded(
+    blobs: list[bytes], max_pixels: int, results: list, deadline: Deadline
+) -> Iterator[tuple[int, np.ndarray, float]]:
     """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place."""
     for index, data in enumerate(blobs):
         deadline.check(f"decoding image {index + 1} of {len(blobs)}")
@@ -93,8 +102,9 @@ def _decoded(blobs: list[bytes], max_pixels: int, results: list,
         yield index, gray, perf_counter() - start
 
 
-def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int,
-                  deadline: Deadline = NO_DEADLINE) -> list[dict]:
+def analyse_batch(
+    segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int, deadline: Deadline = NO_DEADLINE
+) -> list[dict]:
     """Several images, each answered by a result or its own error, in order; over the deadline, none (the
     whole request fails: a partial batch would look like a complete one to a careless client).
 
@@ -124,8 +134,15 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, ma
     return results
 
 
-def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, max_pixels: int, max_frames: int,
-                 window: int, deadline: Deadline = NO_DEADLINE) -> dict:
+def analyse_loop(
+    segmenter: Segmenter,
+    data: bytes,
+    options: Options,
+    max_pixels: int,
+    max_frames: int,
+    window: int,
+    deadline: Deadline = NO_DEADLINE,
+) -> dict:
     """Every frame of a multi-frame file (TIFF pages, DICOM frames, clip frames) in file order, segmented in
     batches with the probability maps smoothed over `window` frames (model/cine.py).
 
@@ -140,9 +157,17 @@ def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, max_pixels
     predictions = segmenter.predict_sequence(grays, options.threshold, window)
     inferred = perf_counter()
     decode_each, infer_each = (decoded - start) / len(grays), (inferred - decoded) / len(grays)
-    frames = [{"frame": index, **_result(segmenter, prediction, gray, options.include, decode_each, infer_each,
-                                            deadline)}
-              for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))]
-    return {"frame_count": len(frames), "smoothing_window": window, "frames": frames,
-            "timing_ms": {"decode": _ms(decoded - start), "infer": _ms(inferred - decoded),
-                          "total": _ms(perf_counter() - start)}}
+    frames = [
+        {"frame": index, **_result(segmenter, prediction, gray, options.include, decode_each, infer_each, deadline)}
+        for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))
+    ]
+    return {
+        "frame_count": len(frames),
+        "smoothing_window": window,
+        "frames": frames,
+        "timing_ms": {
+            "decode": _ms(decoded - start),
+            "infer": _ms(inferred - decoded),
+            "total": _ms(perf_counter() - start),
+        },
+    }

@@ -32,8 +32,12 @@ class ModelService:
 
     def load(self) -> None:
         """Load and warm up; raises ModelArtifactError if Keras cannot read the (verified) file."""
-        segmenter = Segmenter.load(self.model_dir, verify=False, runtime=self.runtime,  # verified in __init__
-                                   threads=self.threads)
+        segmenter = Segmenter.load(
+            self.model_dir,
+            verify=False,
+            runtime=self.runtime,  # verified in __init__
+            threads=self.threads,
+        )
         segmenter.warm_up()
         self._segmenter = segmenter
         logger.info("model %s ready, running through %s", segmenter.info, segmenter.runtime)

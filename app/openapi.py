@@ -13,12 +13,12 @@ from model.frames import ACCEPTED
 
 ERROR_CODES = {
     400: "missing_file, multiple_files, too_many_images, invalid_parameter, invalid_image, empty_image, "
-         "unreadable_image, bad_request",
+    "unreadable_image, bad_request",
     401: "unauthorized (only when NERVE_API_TOKEN is set)",
     413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit), "
-         "too_many_frames (frames=all: over the frame or loop pixel limit)",
+    "too_many_frames (frames=all: over the frame or loop pixel limit)",
     415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format, "
-         "unsupported_transfer_syntax (compressed DICOM this service cannot decode)",
+    "unsupported_transfer_syntax (compressed DICOM this service cannot decode)",
     503: "model_not_ready, request_timeout (over NERVE_REQUEST_TIMEOUT; stopped between stages)",
 }
 
@@ -29,67 +29,94 @@ SCHEMAS = {
         "type": "object",
         "required": ["error"],
         "additionalProperties": False,
-        "properties": {"error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$",
-                         "description": "Stable snake_case code for programs to branch on."},
-                "message": {"type": "string", "description": "Explanation for people; wording may change."},
-            },
-        }},
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "pattern": "^[a-z][a-z0-9_]*$",
+                        "description": "Stable snake_case code for programs to branch on.",
+                    },
+                    "message": {"type": "string", "description": "Explanation for people; wording may change."},
+                },
+            }
+        },
     },
     "Runtime": {
         "enum": ["onnxruntime", "keras"],
         "description": "What runs the network: onnxruntime on the ONNX export of the weights when the deployment "
-                       "has an up-to-date one (the container does), else Keras on TensorFlow. Both run the same "
-                       "weights; over the 2,043 shared frames their probabilities differed by 3.0e-6 at most "
-                       "(model 1.4.0) and no mask pixel differed.",
+        "has an up-to-date one (the container does), else Keras on TensorFlow. Both run the same "
+        "weights; over the 2,043 shared frames their probabilities differed by 3.0e-6 at most "
+        "(model 1.4.0) and no mask pixel differed.",
     },
     "ModelInfo": {
         "type": "object",
         "required": ["name", "version", "sha256"],
         "additionalProperties": False,
-        "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                       "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
     },
     "PredictResult": {
         "type": "object",
-        "required": ["nerve_present", "nerve_probability", "mask_area_px", "bbox", "width", "height",
-                     "model", "timing_ms"],
+        "required": [
+            "nerve_present",
+            "nerve_probability",
+            "mask_area_px",
+            "bbox",
+            "width",
+            "height",
+            "model",
+            "timing_ms",
+        ],
         "additionalProperties": False,
         "properties": {
             "nerve_present": {"type": "boolean", "description": "True exactly when the returned mask is not empty."},
             "nerve_probability": {
-                "type": "number", "minimum": 0, "maximum": 1,
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
                 "description": "Probability that a nerve is in view, derived from the probability map: its "
-                               "peak at model resolution (this model has no separate presence head). A "
-                               "high value with an empty mask means the region was below the min-area gate.",
+                "peak at model resolution (this model has no separate presence head). A "
+                "high value with an empty mask means the region was below the min-area gate.",
             },
             "mask_area_px": {"type": "integer", "minimum": 0, "description": "Nerve pixels in the mask."},
             "bbox": {
                 "description": "[x, y, w, h] of the mask in input pixels; null when the mask is empty.",
-                "oneOf": [{"type": "null"},
-                          {"type": "array", "items": {"type": "integer", "minimum": 0},
-                           "minItems": 4, "maxItems": 4}],
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4},
+                ],
             },
             "width": {"type": "integer", "minimum": 1},
             "height": {"type": "integer", "minimum": 1},
             "mask_png": {**PNG_BASE64, "description": "8-bit grayscale PNG, width x height, 0 or 255."},
-            "rle": {"type": "string", "pattern": "^([0-9]+ [0-9]+( [0-9]+ [0-9]+)*)?$",
-                    "description": "Kaggle RLE of the mask: 1-indexed, column-major 'start length' pairs; "
-                                   "empty string when the mask is empty."},
+            "rle": {
+                "type": "string",
+                "pattern": "^([0-9]+ [0-9]+( [0-9]+ [0-9]+)*)?$",
+                "description": "Kaggle RLE of the mask: 1-indexed, column-major 'start length' pairs; "
+                "empty string when the mask is empty.",
+            },
             "contours": {
                 "description": "Outer boundary of each mask component, as [x, y] input-pixel points.",
                 "type": "array",
-                "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
-                                                     "minItems": 2, "maxItems": 2}},
+                "items": {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                },
             },
             "overlay_png": {**PNG_BASE64, "description": "RGB PNG: the image with the mask filled and outlined."},
-            "probability_png": {**PNG_BASE64, "description": "8-bit grayscale PNG, width x height, of the pixel "
-                                                             "probabilities x 255 (rounded): re-threshold it at "
-                                                             "t x 255 without a new request."},
+            "probability_png": {
+                **PNG_BASE64,
+                "description": "8-bit grayscale PNG, width x height, of the pixel "
+                "probabilities x 255 (rounded): re-threshold it at "
+                "t x 255 without a new request.",
+            },
             "image_png": {**PNG_BASE64, "description": "The input as an 8-bit grayscale PNG (for display)."},
             "model": {"$ref": "#/components/schemas/ModelInfo"},
             "timing_ms": {
@@ -97,8 +124,8 @@ SCHEMAS = {
                 "required": ["decode", "infer", "total"],
                 "additionalProperties": False,
                 "description": "Server time in ms. infer covers resizing, the network and postprocessing; in "
-                               "a batch it is the shared model call divided evenly. total = decode + infer + "
-                               "encoding the outputs.",
+                "a batch it is the shared model call divided evenly. total = decode + infer + "
+                "encoding the outputs.",
                 "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")},
             },
         },
@@ -110,30 +137,50 @@ SCHEMAS = {
         "description": "frames=all: every frame of a multi-frame file (TIFF pages, DICOM frames, MP4/AVI frames).",
         "properties": {
             "frame_count": {"type": "integer", "minimum": 1},
-            "smoothing_window": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW,
-                                 "description": "Frames in the centred moving average of the probability maps "
-                                                "(1 = no smoothing)."},
+            "smoothing_window": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_WINDOW,
+                "description": "Frames in the centred moving average of the probability maps (1 = no smoothing).",
+            },
             "frames": {"type": "array", "items": {"$ref": "#/components/schemas/LoopFrame"}},
-            "timing_ms": {"type": "object", "required": ["decode", "infer", "total"], "additionalProperties": False,
-                          "description": "Server time for the whole loop, ms.",
-                          "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")}},
+            "timing_ms": {
+                "type": "object",
+                "required": ["decode", "infer", "total"],
+                "additionalProperties": False,
+                "description": "Server time for the whole loop, ms.",
+                "properties": {k: {"type": "number", "minimum": 0} for k in ("decode", "infer", "total")},
+            },
         },
     },
     "BatchResponse": {
         "type": "object",
         "required": ["results"],
         "additionalProperties": False,
-        "properties": {"results": {"type": "array", "items": {"oneOf": [
-            {"$ref": "#/components/schemas/PredictResult"}, {"$ref": "#/components/schemas/Error"}]}}},
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "oneOf": [{"$ref": "#/components/schemas/PredictResult"}, {"$ref": "#/components/schemas/Error"}]
+                },
+            }
+        },
     },
     "Health": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
+        "type": "object",
+        "required": ["status"],
+        "additionalProperties": False,
         "properties": {"status": {"const": "ok"}},
     },
     "Ready": {
-        "type": "object", "required": ["status", "model", "runtime"], "additionalProperties": False,
-        "properties": {"status": {"const": "ready"}, "model": {"$ref": "#/components/schemas/ModelInfo"},
-                       "runtime": {"$ref": "#/components/schemas/Runtime"}},
+        "type": "object",
+        "required": ["status", "model", "runtime"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "ready"},
+            "model": {"$ref": "#/components/schemas/ModelInfo"},
+            "runtime": {"$ref": "#/components/schemas/Runtime"},
+        },
     },
     "ModelCard": {
         "type": "object",
@@ -142,15 +189,20 @@ SCHEMAS = {
         "properties": {
             "model": {"$ref": "#/components/schemas/ModelInfo"},
             "runtime": {"$ref": "#/components/schemas/Runtime"},
-            "metadata": {"type": "object", "description": "The model's metadata.json as shipped: input format, "
-                                                          "normalisation, postprocessing, provenance and, when "
-                                                          "training recorded them, model-card figures."},
+            "metadata": {
+                "type": "object",
+                "description": "The model's metadata.json as shipped: input format, "
+                "normalisation, postprocessing, provenance and, when "
+                "training recorded them, model-card figures.",
+            },
             "limits": {
                 "type": "object",
                 "required": ["max_upload_bytes", "max_pixels", "max_batch", "max_frames"],
                 "additionalProperties": False,
-                "properties": {k: {"type": "integer", "minimum": 1}
-                               for k in ("max_upload_bytes", "max_pixels", "max_batch", "max_frames")},
+                "properties": {
+                    k: {"type": "integer", "minimum": 1}
+                    for k in ("max_upload_bytes", "max_pixels", "max_batch", "max_frames")
+                },
             },
         },
     },
@@ -161,14 +213,18 @@ SCHEMAS = {
 SCHEMAS["LoopFrame"] = {
     **SCHEMAS["PredictResult"],
     "required": ["frame", *SCHEMAS["PredictResult"]["required"]],
-    "properties": {"frame": {"type": "integer", "minimum": 0, "description": "0-based index in the file."},
-                   **SCHEMAS["PredictResult"]["properties"]},
+    "properties": {
+        "frame": {"type": "integer", "minimum": 0, "description": "0-based index in the file."},
+        **SCHEMAS["PredictResult"]["properties"],
+    },
 }
 
 
 def _json(ref: str, description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
 
 
 def _errors(*statuses: int) -> dict:
@@ -178,41 +234,62 @@ def _errors(*statuses: int) -> dict:
 def _parameters() -> list[dict]:
     include = ",".join(sorted(DEFAULT_INCLUDE))
     return [
-        {"name": "threshold", "in": "query", "required": False,
-         "description": "Pixel probability cut (a pixel is nerve when p >= threshold), strictly between 0 "
-                        "and 1; default: the calibrated value in the model's metadata. May also be a form "
-                        "field, which wins over the query string.",
-         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
-        {"name": "include", "in": "query", "required": False,
-         "description": f"Comma list of optional fields from {', '.join(OPTIONAL_FIELDS)}; default "
-                        f"'{include}'; an empty value asks for none. May also be a form field.",
-         "schema": {"type": "string"}},
+        {
+            "name": "threshold",
+            "in": "query",
+            "required": False,
+            "description": "Pixel probability cut (a pixel is nerve when p >= threshold), strictly between 0 "
+            "and 1; default: the calibrated value in the model's metadata. May also be a form "
+            "field, which wins over the query string.",
+            "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        },
+        {
+            "name": "include",
+            "in": "query",
+            "required": False,
+            "description": f"Comma list of optional fields from {', '.join(OPTIONAL_FIELDS)}; default "
+            f"'{include}'; an empty value asks for none. May also be a form field.",
+            "schema": {"type": "string"},
+        },
     ]
 
 
 def _loop_parameters(config: dict) -> list[dict]:
     return [
-        {"name": "frames", "in": "query", "required": False,
-         "description": f"'all': segment every frame of a multi-frame file as a cine loop (at most "
-                        f"{config['MAX_FRAMES']} frames and {LOOP_PIXEL_FACTOR} x the pixel limit in all; 413 "
-                        "too_many_frames above) and answer a LoopResult. Absent or 'first': the first frame "
-                        "only. May also be a form field.",
-         "schema": {"type": "string", "enum": ["all", "first"]}},
-        {"name": "smoothing", "in": "query", "required": False,
-         "description": f"With frames=all: odd window, in frames, of the centred moving average of the "
-                        f"probability maps (1 = off, at most {MAX_WINDOW}); default "
-                        f"{config['CINE_SMOOTHING']} (NERVE_CINE_SMOOTHING). May also be a form field.",
-         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW}},
+        {
+            "name": "frames",
+            "in": "query",
+            "required": False,
+            "description": f"'all': segment every frame of a multi-frame file as a cine loop (at most "
+            f"{config['MAX_FRAMES']} frames and {LOOP_PIXEL_FACTOR} x the pixel limit in all; 413 "
+            "too_many_frames above) and answer a LoopResult. Absent or 'first': the first frame "
+            "only. May also be a form field.",
+            "schema": {"type": "string", "enum": ["all", "first"]},
+        },
+        {
+            "name": "smoothing",
+            "in": "query",
+            "required": False,
+            "description": f"With frames=all: odd window, in frames, of the centred moving average of the "
+            f"probability maps (1 = off, at most {MAX_WINDOW}); default "
+            f"{config['CINE_SMOOTHING']} (NERVE_CINE_SMOOTHING). May also be a form field.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW},
+        },
     ]
 
 
 def openapi_spec(config: dict) -> dict:
-    image_part = {"type": "string", "contentMediaType": "application/octet-stream",
-                  "description": f"{ACCEPTED}. TIFF 8/16-bit or float; DICOM uncompressed, RLE or JPEG "
-                                 "baseline; the first frame of a multi-frame file unless frames=all."}
+    image_part = {
+        "type": "string",
+        "contentMediaType": "application/octet-stream",
+        "description": f"{ACCEPTED}. TIFF 8/16-bit or float; DICOM uncompressed, RLE or JPEG "
+        "baseline; the first frame of a multi-frame file unless frames=all.",
+    }
     form_fields = {"threshold": {"type": "string"}, "include": {"type": "string"}}
-    limits = (f"Bodies over {config['MAX_CONTENT_LENGTH']} bytes and images over {config['MAX_PIXELS']} "
-              "pixels are refused with 413.")
+    limits = (
+        f"Bodies over {config['MAX_CONTENT_LENGTH']} bytes and images over {config['MAX_PIXELS']} "
+        "pixels are refused with 413."
+    )
     secured = [{}, {"bearerAuth": []}]
     return {
         "openapi": "3.1.0",
@@ -220,55 +297,106 @@ def openapi_spec(config: dict) -> dict:
             "title": "Brachial plexus nerve segmentation",
             "version": "1.0.0",
             "description": "Research use only, not a medical device. Finds the brachial plexus in neck "
-                           "ultrasound with a U-Net. Errors are always {\"error\": {\"code\", \"message\"}}.",
+            'ultrasound with a U-Net. Errors are always {"error": {"code", "message"}}.',
         },
         "paths": {
-            "/predict": {"post": {
-                "summary": "Segment one image",
-                "description": "The image in multipart field `image`, or as the raw body with an image/* "
-                               "Content-Type. " + limits,
-                "security": secured,
-                "parameters": _parameters() + _loop_parameters(config),
-                "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": image_part, **form_fields, "frames": {"type": "string"},
-                        "smoothing": {"type": "string"}}}},
-                    "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
-                }},
-                "responses": {"200": {"description": "The prediction; with frames=all, one per frame.",
-                                      "content": {"application/json": {"schema": {"oneOf": [
-                                          {"$ref": "#/components/schemas/PredictResult"},
-                                          {"$ref": "#/components/schemas/LoopResult"}]}}}},
-                              **_errors(400, 401, 413, 415, 503)},
-            }},
-            "/predict/batch": {"post": {
-                "summary": "Segment several images",
-                "description": f"Up to {config['MAX_BATCH']} files in multipart field `images`. Each file "
-                               "gets a result or its own error object, in order; one bad file does not fail "
-                               "the others. " + limits,
-                "security": secured,
-                "parameters": _parameters(),
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object", "required": ["images"],
-                    "properties": {"images": {"type": "array", "items": image_part}, **form_fields}}}}},
-                "responses": {"200": _json("BatchResponse", "One entry per file, in order."),
-                              **_errors(400, 401, 413, 415, 503)},
-            }},
-            "/healthz": {"get": {"summary": "The process is alive",
-                                 "responses": {"200": _json("Health", "Alive.")}}},
-            "/readyz": {"get": {"summary": "The model is loaded and warmed up",
-                                "responses": {"200": _json("Ready", "Ready to predict."), **_errors(503)}}},
-            "/api/model": {"get": {"summary": "Model identity, metadata, model-card figures and limits",
-                                   "responses": {"200": _json("ModelCard", "The served model."),
-                                                 **_errors(503)}}},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3.1 document.",
-                                                            "content": {"application/json": {}}}}}},
+            "/predict": {
+                "post": {
+                    "summary": "Segment one image",
+                    "description": "The image in multipart field `image`, or as the raw body with an image/* "
+                    "Content-Type. " + limits,
+                    "security": secured,
+                    "parameters": _parameters() + _loop_parameters(config),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image"],
+                                    "properties": {
+                                        "image": image_part,
+                                        **form_fields,
+                                        "frames": {"type": "string"},
+                                        "smoothing": {"type": "string"},
+                                    },
+                                }
+                            },
+                            "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The prediction; with frames=all, one per frame.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/PredictResult"},
+                                            {"$ref": "#/components/schemas/LoopResult"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 413, 415, 503),
+                    },
+                }
+            },
+            "/predict/batch": {
+                "post": {
+                    "summary": "Segment several images",
+                    "description": f"Up to {config['MAX_BATCH']} files in multipart field `images`. Each file "
+                    "gets a result or its own error object, in order; one bad file does not fail "
+                    "the others. " + limits,
+                    "security": secured,
+                    "parameters": _parameters(),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["images"],
+                                    "properties": {"images": {"type": "array", "items": image_part}, **form_fields},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json("BatchResponse", "One entry per file, in order."),
+                        **_errors(400, 401, 413, 415, 503),
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": _json("Health", "Alive.")}}},
+            "/readyz": {
+                "get": {
+                    "summary": "The model is loaded and warmed up",
+                    "responses": {"200": _json("Ready", "Ready to predict."), **_errors(503)},
+                }
+            },
+            "/api/model": {
+                "get": {
+                    "summary": "Model identity, metadata, model-card figures and limits",
+                    "responses": {"200": _json("ModelCard", "The served model."), **_errors(503)},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {"application/json": {}}}},
+                }
+            },
         },
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearerAuth": {
-                "type": "http", "scheme": "bearer",
-                "description": "Required on the predict endpoints only when NERVE_API_TOKEN is set."}},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Required on the predict endpoints only when NERVE_API_TOKEN is set.",
+                }
+            },
         },
     }

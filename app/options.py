@@ -34,8 +34,9 @@ def parse_threshold(text: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if not 0.0 < value < 1.0:  # also false for NaN
-        raise ApiError(400, "invalid_parameter", f"threshold must be a number between 0 and 1 (exclusive), "
-                                                 f"got {text[:40]!r}")
+        raise ApiError(
+            400, "invalid_parameter", f"threshold must be a number between 0 and 1 (exclusive), got {text[:40]!r}"
+        )
     return value
 
 
@@ -46,8 +47,11 @@ def parse_include(text: str | None) -> frozenset[str]:
     names = {name.strip() for name in text.split(",") if name.strip()}
     unknown = sorted(names.difference(OPTIONAL_FIELDS))
     if unknown:
-        raise ApiError(400, "invalid_parameter", f"unknown include value(s) {', '.join(unknown)[:200]}; "
-                                                 f"choose from {', '.join(OPTIONAL_FIELDS)}")
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown include value(s) {', '.join(unknown)[:200]}; choose from {', '.join(OPTIONAL_FIELDS)}",
+        )
     return frozenset(names)
 
 
@@ -66,8 +70,11 @@ def parse_smoothing(text: str | None) -> int | None:
     try:
         return check_window(int(text))
     except ValueError:
-        raise ApiError(400, "invalid_parameter", f"smoothing must be an odd whole number of frames from 1 to "
-                                                 f"{MAX_WINDOW}, got {text[:40]!r}") from None
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"smoothing must be an odd whole number of frames from 1 to {MAX_WINDOW}, got {text[:40]!r}",
+        ) from None
 
 
 def _value(request: Request, name: str) -> str | None:
@@ -78,7 +85,9 @@ def _value(request: Request, name: str) -> str | None:
 
 
 def request_options(request: Request) -> Options:
-    return Options(threshold=parse_threshold(_value(request, "threshold")),
-                   include=parse_include(_value(request, "include")),
-                   all_frames=parse_frames(_value(request, "frames")),
-                   smoothing=parse_smoothing(_value(request, "smoothing")))
+    return Options(
+        threshold=parse_threshold(_value(request, "threshold")),
+        include=parse_include(_value(request, "include")),
+        all_frames=parse_frames(_value(request, "frames")),
+        smoothing=parse_smoothing(_value(request, "smoothing")),
+    )

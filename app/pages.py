@@ -27,8 +27,10 @@ bp = Blueprint("pages", __name__)
 #: the probability map its script re-thresholds and draws as a heatmap.
 PAGE_INCLUDE = frozenset({"image_png", "mask_png", "overlay_png", "contours", "probability_png"})
 
-ACCEPTED_TYPES = ("image/tiff,image/png,image/jpeg,image/bmp,application/dicom,video/mp4,video/x-msvideo,"
-                  ".tif,.tiff,.png,.jpg,.jpeg,.bmp,.dcm,.dicom,.mp4,.avi")
+ACCEPTED_TYPES = (
+    "image/tiff,image/png,image/jpeg,image/bmp,application/dicom,video/mp4,video/x-msvideo,"
+    ".tif,.tiff,.png,.jpg,.jpeg,.bmp,.dcm,.dicom,.mp4,.avi"
+)
 
 
 def _threshold_is_valid(form: FlaskForm, field: StringField) -> None:
@@ -39,19 +41,37 @@ def _threshold_is_valid(form: FlaskForm, field: StringField) -> None:
 
 
 class UploadForm(FlaskForm):
-    image = FileField("Ultrasound image", validators=[FileRequired("Choose an image file first.")],
-                      render_kw={"accept": ACCEPTED_TYPES})
-    threshold = StringField("Threshold (optional)", validators=[_threshold_is_valid],
-                            render_kw={"type": "number", "min": "0.001", "max": "0.999", "step": "any",
-                                       "inputmode": "decimal", "placeholder": "model default"})
+    image = FileField(
+        "Ultrasound image",
+        validators=[FileRequired("Choose an image file first.")],
+        render_kw={"accept": ACCEPTED_TYPES},
+    )
+    threshold = StringField(
+        "Threshold (optional)",
+        validators=[_threshold_is_valid],
+        render_kw={
+            "type": "number",
+            "min": "0.001",
+            "max": "0.999",
+            "step": "any",
+            "inputmode": "decimal",
+            "placeholder": "model default",
+        },
+    )
 
 
 def _page(form: UploadForm, *, result: dict | None = None, error: str | None = None, status: int = 200):
-    return render_template("index.html", form=form, result=result, error=error,
-                           overlay_colour=OVERLAY_HEX, overlay_opacity=OVERLAY_OPACITY, outline_px=OUTLINE_PX,
-                           model_threshold=current_app.extensions["model_service"].metadata["postprocessing"][
-                               "threshold"],
-                           page_include=",".join(sorted(PAGE_INCLUDE))), status
+    return render_template(
+        "index.html",
+        form=form,
+        result=result,
+        error=error,
+        overlay_colour=OVERLAY_HEX,
+        overlay_opacity=OVERLAY_OPACITY,
+        outline_px=OUTLINE_PX,
+        model_threshold=current_app.extensions["model_service"].metadata["postprocessing"]["threshold"],
+        page_include=",".join(sorted(PAGE_INCLUDE)),
+    ), status
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -65,8 +85,9 @@ def index():
     options = Options(threshold=parse_threshold(form.threshold.data), include=PAGE_INCLUDE)
     try:
         segmenter = current_app.extensions["model_service"].segmenter
-        result = analyse(segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"],
-                         request_deadline())
+        result = analyse(
+            segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"], request_deadline()
+        )
     except (ApiError, ImageError) as exc:
         return _page(form, error=exc.message, status=exc.status)
     return _page(form, result=result)
@@ -78,9 +99,11 @@ def index():
 
 @bp.errorhandler(CSRFError)
 def csrf_error(exc: CSRFError):
-    return _page(UploadForm(formdata=None), status=400,
-                 error="The form had expired or did not come from this page. Please choose the file and "
-                       "submit again.")
+    return _page(
+        UploadForm(formdata=None),
+        status=400,
+        error="The form had expired or did not come from this page. Please choose the file and submit again.",
+    )
 
 
 @bp.errorhandler(HTTPException)
@@ -92,5 +115,8 @@ def http_error(exc: HTTPException):
 @bp.errorhandler(Exception)
 def unexpected_error(exc: Exception):
     current_app.logger.exception("unhandled error on the page")
-    return _page(UploadForm(formdata=None), status=500,
-                 error="The service failed on this request; it has been logged. Please try again.")
+    return _page(
+        UploadForm(formdata=None),
+        status=500,
+        error="The service failed on this request; it has been logged. Please try again.",
+    )

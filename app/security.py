@@ -18,16 +18,18 @@ from wtforms import ValidationError
 
 from app.errors import ApiError
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "connect-src 'self'",
-    "form-action 'self'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -72,8 +74,12 @@ def token_required(view: Callable) -> Callable:
     def guarded(*args, **kwargs):
         expected = current_app.config["API_TOKEN"]
         if expected and not (_bearer_token_matches(expected) or _page_csrf_token_valid()):
-            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' with the API token",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send 'Authorization: Bearer <token>' with the API token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return view(*args, **kwargs)
 
     return guarded

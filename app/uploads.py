@@ -20,8 +20,13 @@ BATCH_FIELD = "images"
 class InMemoryRequest(Request):
     """A Flask request whose multipart file parts are kept in memory."""
 
-    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
-                         filename: str | None = None, content_length: int | None = None) -> io.BytesIO:
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> io.BytesIO:
         return io.BytesIO()
 
 
@@ -32,9 +37,12 @@ def _missing(field: str) -> ApiError:
 def _not_multipart(request: Request, field: str) -> ApiError:
     if not request.mimetype and not request.content_length:
         return _missing(field)
-    return ApiError(415, "unsupported_media_type",
-                    f"Content-Type '{request.mimetype}' is not multipart/form-data with the field '{field}'"
-                    + (" or an image type" if field == IMAGE_FIELD else ""))
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type '{request.mimetype}' is not multipart/form-data with the field '{field}'"
+        + (" or an image type" if field == IMAGE_FIELD else ""),
+    )
 
 
 def single_image(request: Request) -> bytes:
@@ -47,8 +55,9 @@ def single_image(request: Request) -> bytes:
     if not files:
         raise _missing(IMAGE_FIELD)
     if len(files) > 1:
-        raise ApiError(400, "multiple_files",
-                       f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch")
+        raise ApiError(
+            400, "multiple_files", f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch"
+        )
     return files[0].read()
 
 

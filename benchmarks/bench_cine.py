@@ -34,16 +34,16 @@ def measure(client, data: bytes, frames: int, include: str, repeats: int) -> dic
     best, model_s = float("inf"), 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        response = client.post("/predict", data={"image": (io.BytesIO(data), "loop"), "frames": "all",
-                                                 "include": include})
+        response = client.post(
+            "/predict", data={"image": (io.BytesIO(data), "loop"), "frames": "all", "include": include}
+        )
         wall = time.perf_counter() - start
         assert response.status_code == 200, response.get_json()
         body = response.get_json()
         assert body["frame_count"] == frames
         if wall < best:
             best, model_s = wall, body["timing_ms"]["infer"] / 1000.0
-    return {"frames_per_s": round(frames / best, 1), "seconds": round(best, 3),
-            "infer_share": round(model_s / best, 2)}
+    return {"frames_per_s": round(frames / best, 1), "seconds": round(best, 3), "infer_share": round(model_s / best, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,20 +57,37 @@ def main(argv: list[str] | None = None) -> int:
 
     # 120 uncompressed 580 x 420 frames are 29 MB: over the default 20 MiB body limit, which is a deployment
     # setting (NERVE_MAX_UPLOAD_BYTES), not part of what is measured here.
-    app = create_app({"MODEL_DIR": args.model_dir, "SECRET_KEY": "bench", "MAX_FRAMES": args.frames,
-                      "MAX_CONTENT_LENGTH": 256 * 1024 * 1024})
+    app = create_app(
+        {
+            "MODEL_DIR": args.model_dir,
+            "SECRET_KEY": "bench",
+            "MAX_FRAMES": args.frames,
+            "MAX_CONTENT_LENGTH": 256 * 1024 * 1024,
+        }
+    )
     client = app.test_client()
     segmenter = app.extensions["model_service"].segmenter
-    results = {"cpu_cores": os.cpu_count(), "frames": args.frames, "runtime": segmenter.runtime,
-               "threads": os.environ.get("NERVE_INFERENCE_THREADS" if segmenter.runtime == "onnxruntime"
-                                         else "TF_NUM_INTRAOP_THREADS", "default (all cores)"), "runs": []}
+    results = {
+        "cpu_cores": os.cpu_count(),
+        "frames": args.frames,
+        "runtime": segmenter.runtime,
+        "threads": os.environ.get(
+            "NERVE_INFERENCE_THREADS" if segmenter.runtime == "onnxruntime" else "TF_NUM_INTRAOP_THREADS",
+            "default (all cores)",
+        ),
+        "runs": [],
+    }
     for height, width in ((420, 580), (186, 256)):
         frames = loop(args.frames, height, width)
         for container, data in (("tiff", multipage_tiff_bytes(frames)), ("dicom", dicom_bytes(frames))):
             for label, include in (("default", "mask_png,rle"), ("page", PAGE_INCLUDE)):
                 measure(client, data, args.frames, include, 1)  # warm the batch shapes
-                row = {"size": f"{width}x{height}", "container": container, "include": label,
-                       **measure(client, data, args.frames, include, args.repeats)}
+                row = {
+                    "size": f"{width}x{height}",
+                    "container": container,
+                    "include": label,
+                    **measure(client, data, args.frames, include, args.repeats),
+                }
                 results["runs"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))

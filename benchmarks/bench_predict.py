@@ -43,8 +43,14 @@ BOUNDARY = "benchboundary7f3a"
 def multipart_tiff() -> bytes:
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, phantom(420, 580))
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.tif\"\r\n"
-            "Content-Type: image/tiff\r\n\r\n").encode() + buffer.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="f.tif"\r\n'
+            "Content-Type: image/tiff\r\n\r\n"
+        ).encode()
+        + buffer.getvalue()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def free_port() -> int:
@@ -77,8 +83,7 @@ class Client:
 
     def post(self, body: bytes) -> tuple[float, dict]:
         start = time.perf_counter()
-        self.connection.request("POST", "/predict", body,
-                                {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        self.connection.request("POST", "/predict", body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
         response = self.connection.getresponse()
         payload = response.read()
         elapsed = time.perf_counter() - start
@@ -128,8 +133,12 @@ def sequential(port: int, body: bytes, count: int, max_seconds: float) -> dict:
         latencies.append(elapsed * 1000)
         infer.append(timing["infer"])
         total.append(timing["total"])
-    return {"requests": len(latencies), "client_ms": percentiles(latencies),
-            "server_infer_ms": percentiles(infer), "server_total_ms": percentiles(total)}
+    return {
+        "requests": len(latencies),
+        "client_ms": percentiles(latencies),
+        "server_infer_ms": percentiles(infer),
+        "server_total_ms": percentiles(total),
+    }
 
 
 def run_clients(client, clients: int) -> float:
@@ -168,31 +177,51 @@ def concurrent(port: int, body: bytes, clients: int, count: int, max_seconds: fl
                 latencies.append(elapsed * 1000)
 
     wall = run_clients(run, clients)
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors),
-            "requests_per_s": round(len(latencies) / wall, 1), "client_ms": percentiles(latencies or [0.0])}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "client_ms": percentiles(latencies or [0.0]),
+    }
 
 
 def bench_config(args, workers: int, threads: int, body: bytes) -> dict:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "NERVE_MODEL_DIR": str(args.model_dir),
-           "NERVE_WORKERS": str(workers), "NERVE_THREADS": str(threads), "NERVE_SECRET_KEY": "bench"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "NERVE_MODEL_DIR": str(args.model_dir),
+        "NERVE_WORKERS": str(workers),
+        "NERVE_THREADS": str(threads),
+        "NERVE_SECRET_KEY": "bench",
+    }
     env.update(dict(item.split("=", 1) for item in args.env))
     access_log = Path(f"/tmp/bench_predict_access_{port}.log")
     # The access log names the worker pid that answered, which tells when every worker is serving.
     env["GUNICORN_CMD_ARGS"] = f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'"
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     started = time.monotonic()
     try:
         ready_s = wait_ready(port, server, started, args.max_seconds)
         all_ready_s = wait_all_workers(port, workers, access_log, started, args.max_seconds)
-        result = {"workers": workers, "threads": threads, "ready_s": round(ready_s, 2),
-                  "all_workers_ready_s": round(all_ready_s, 2),
-                  "rss_mb": {"master": rss_mb(server.pid), "workers": [rss_mb(p) for p in children(server.pid)]},
-                  "sequential": sequential(port, body, args.requests, args.max_seconds),
-                  "concurrent": [concurrent(port, body, c, args.requests, args.max_seconds)
-                                 for c in args.concurrency]}
+        result = {
+            "workers": workers,
+            "threads": threads,
+            "ready_s": round(ready_s, 2),
+            "all_workers_ready_s": round(all_ready_s, 2),
+            "rss_mb": {"master": rss_mb(server.pid), "workers": [rss_mb(p) for p in children(server.pid)]},
+            "sequential": sequential(port, body, args.requests, args.max_seconds),
+            "concurrent": [concurrent(port, body, c, args.requests, args.max_seconds) for c in args.concurrency],
+        }
         result["rss_mb"]["workers_after"] = [rss_mb(p) for p in children(server.pid)]
         return result
     finally:
@@ -226,8 +255,18 @@ def main() -> None:
         workers, threads = (int(n) for n in config.lower().split("x"))
         results.append(bench_config(args, workers, threads, body))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"model_dir": str(args.model_dir), "cpus": os.cpu_count(), "env": args.env,
-                      "load_average": os.getloadavg(), "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "model_dir": str(args.model_dir),
+                "cpus": os.cpu_count(),
+                "env": args.env,
+                "load_average": os.getloadavg(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

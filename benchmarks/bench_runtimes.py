@@ -33,8 +33,10 @@ def timed(fn, repeats: int) -> dict:
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": round(float(np.percentile(samples, 50)), 2),
-            "p95_ms": round(float(np.percentile(samples, 95)), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(samples, 50)), 2),
+        "p95_ms": round(float(np.percentile(samples, 95)), 2),
+    }
 
 
 def main() -> None:
@@ -75,7 +77,8 @@ def main() -> None:
     results["onnxruntime"]["max_abs_diff_vs_keras"] = float(np.abs(one_pass(x) - reference[..., 0]).max())
     results["segmenter_onnxruntime_with_flip_tta"] = timed(lambda: fast.probability_maps(x), args.repeats)
     results["segmenter_onnxruntime_with_flip_tta"]["max_abs_diff_vs_keras"] = float(
-        np.abs(fast.probability_maps(x) - seg.probability_maps(x)).max())
+        np.abs(fast.probability_maps(x) - seg.probability_maps(x)).max()
+    )
     print(json.dumps(results, indent=2))
 
 

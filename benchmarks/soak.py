@@ -72,8 +72,7 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else float("nan")
 
 
-def soak(port: int, good: bytes, bad: bytes, count: int, clients: int, bad_every: int,
-         max_seconds: float) -> dict:
+def soak(port: int, good: bytes, bad: bytes, count: int, clients: int, bad_every: int, max_seconds: float) -> dict:
     """`count` requests shared by `clients` threads; returns counts and latency percentiles (ms)."""
     lock = threading.Lock()
     next_index = [0]
@@ -94,8 +93,9 @@ def soak(port: int, good: bytes, bad: bytes, count: int, clients: int, bad_every
             body, expected = (bad, 400) if is_bad else (good, 200)
             start = time.perf_counter()
             try:
-                connection.request("POST", "/predict", body,
-                                   {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+                connection.request(
+                    "POST", "/predict", body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+                )
                 response = connection.getresponse()
                 payload = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -114,10 +114,20 @@ def soak(port: int, good: bytes, bad: bytes, count: int, clients: int, bad_every
 
     wall = run_clients(client, clients)
     sent = sum(statuses.values()) + sum("HTTP" not in e for e in errors)
-    return {"requests": sent, "errors": len(errors), "error_examples": errors[:5], "statuses": statuses,
-            "seconds": round(wall, 1), "requests_per_s": round(sent / wall, 1),
-            "ok_latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-                              "p99": percentile(latencies, 99), "max": percentile(latencies, 100)}}
+    return {
+        "requests": sent,
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "statuses": statuses,
+        "seconds": round(wall, 1),
+        "requests_per_s": round(sent / wall, 1),
+        "ok_latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
+            "max": percentile(latencies, 100),
+        },
+    }
 
 
 def memory_report(samples: dict[int, list[float]], warm: dict[int, float], max_growth: float) -> dict:
@@ -126,11 +136,19 @@ def memory_report(samples: dict[int, list[float]], warm: dict[int, float], max_g
         if pid not in warm or not series:
             continue
         growth = (series[-1] - warm[pid]) / warm[pid]
-        workers[str(pid)] = {"after_warmup_mb": warm[pid], "peak_mb": max(series), "end_mb": series[-1],
-                             "growth_after_warmup_pct": round(100 * growth, 2)}
+        workers[str(pid)] = {
+            "after_warmup_mb": warm[pid],
+            "peak_mb": max(series),
+            "end_mb": series[-1],
+            "growth_after_warmup_pct": round(100 * growth, 2),
+        }
     worst = max((w["growth_after_warmup_pct"] for w in workers.values()), default=float("nan"))
-    return {"workers": workers, "max_growth_pct": worst, "limit_pct": round(100 * max_growth, 1),
-            "replaced_workers": sorted(str(pid) for pid in samples if pid not in warm)}
+    return {
+        "workers": workers,
+        "max_growth_pct": worst,
+        "limit_pct": round(100 * max_growth, 1),
+        "replaced_workers": sorted(str(pid) for pid in samples if pid not in warm),
+    }
 
 
 def main() -> int:
@@ -148,11 +166,22 @@ def main() -> int:
     bad = truncated_body(good)
     port = free_port()
     access_log = Path(f"/tmp/soak_access_{port}.log")
-    env = {**os.environ, "PORT": str(port), "NERVE_MODEL_DIR": str(args.model_dir), "NERVE_SECRET_KEY": "soak",
-           "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "NERVE_MODEL_DIR": str(args.model_dir),
+        "NERVE_SECRET_KEY": "soak",
+        "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'",
+    }
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     started = time.monotonic()
     try:
         workers = int(os.environ.get("NERVE_WORKERS", "2"))
@@ -171,13 +200,22 @@ def main() -> int:
     finally:
         stop_server(server)
         access_log.unlink(missing_ok=True)
-    report = {"clients": args.clients, "bad_every": args.bad_every, "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "warmup": {"requests": warmup["requests"],
-                                                          "errors": warmup["errors"]},
-              "soak": result, "rss": memory}
+    report = {
+        "clients": args.clients,
+        "bad_every": args.bad_every,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "warmup": {"requests": warmup["requests"], "errors": warmup["errors"]},
+        "soak": result,
+        "rss": memory,
+    }
     print(json.dumps(report, indent=2))
-    passed = (result["errors"] == 0 and result["requests"] == args.requests and not memory["replaced_workers"]
-              and memory["max_growth_pct"] <= 100 * args.max_growth)
+    passed = (
+        result["errors"] == 0
+        and result["requests"] == args.requests
+        and not memory["replaced_workers"]
+        and memory["max_growth_pct"] <= 100 * args.max_growth
+    )
     print(f"soak: {'passed' if passed else 'FAILED'}", file=sys.stderr)
     return 0 if passed else 1
 

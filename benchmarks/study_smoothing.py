@@ -93,8 +93,11 @@ def runs_of(ds: Dataset) -> list[list[int]]:
     runs: list[list[int]] = []
     for i in order:
         prev = runs[-1][-1] if runs else None
-        if (prev is not None and ds.pairs[prev].subject == ds.pairs[i].subject
-                and ds.pairs[prev].frame + 1 == ds.pairs[i].frame):
+        if (
+            prev is not None
+            and ds.pairs[prev].subject == ds.pairs[i].subject
+            and ds.pairs[prev].frame + 1 == ds.pairs[i].frame
+        ):
             runs[-1].append(i)
         else:
             runs.append([i])
@@ -115,8 +118,12 @@ def smoothing_dice(segmenter, ds: Dataset, runs: list[list[int]], held_out: set[
                 scores[window]["all"].append(score)
                 if ds.pairs[i].subject in held_out:
                     scores[window]["held_out"].append(score)
-    return {str(w): {group: {"frames": len(values), "dice": round(float(np.mean(values)), 4)}
-                     for group, values in groups.items()} for w, groups in scores.items()}
+    return {
+        str(w): {
+            group: {"frames": len(values), "dice": round(float(np.mean(values)), 4)} for group, values in groups.items()
+        }
+        for w, groups in scores.items()
+    }
 
 
 def similar_frame_dice(segmenter, ds: Dataset, held_out: set[int]) -> dict:
@@ -161,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "frames": len(ds),
         "time_order": time_order_check(ds),
-        "runs": {"count": len(runs), "frames": sum(map(len, runs)), "min_length": MIN_RUN,
-                 "median_length": float(np.median([len(r) for r in runs])) if runs else 0},
+        "runs": {
+            "count": len(runs),
+            "frames": sum(map(len, runs)),
+            "min_length": MIN_RUN,
+            "median_length": float(np.median([len(r) for r in runs])) if runs else 0,
+        },
         "held_out_subjects": sorted(held_out),
         "dice_by_window": smoothing_dice(segmenter, ds, runs, held_out),
         "dice_by_window_similar_frames": similar_frame_dice(segmenter, ds, held_out),

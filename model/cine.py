@@ -31,8 +31,10 @@ def check_frame_count(count: int, max_frames: int, frame_pixels: int, max_pixels
     if count > max_frames:
         raise TooManyFramesError(f"the file has {count} frames; the limit is {max_frames} per request")
     if count * frame_pixels > LOOP_PIXEL_FACTOR * max_pixels:
-        raise TooManyFramesError(f"{count} frames of {frame_pixels} pixels are {count * frame_pixels} pixels in all; "
-                                 f"the limit is {LOOP_PIXEL_FACTOR * max_pixels}")
+        raise TooManyFramesError(
+            f"{count} frames of {frame_pixels} pixels are {count * frame_pixels} pixels in all; "
+            f"the limit is {LOOP_PIXEL_FACTOR * max_pixels}"
+        )
 
 
 #: Largest accepted window: 15 frames is half a second at 30 frames/s, beyond which a moving probe blurs.
@@ -42,8 +44,9 @@ MAX_WINDOW = 15
 def check_window(window: int) -> int:
     """A smoothing window must be a positive odd number of frames up to MAX_WINDOW (centred needs odd)."""
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW or window % 2 == 0:
-        raise ValueError(f"smoothing window must be an odd whole number of frames from 1 to {MAX_WINDOW}, "
-                         f"got {window!r}")
+        raise ValueError(
+            f"smoothing window must be an odd whole number of frames from 1 to {MAX_WINDOW}, got {window!r}"
+        )
     return window
 
 

@@ -35,8 +35,9 @@ def export_onnx(model_dir: Path = MODEL_DIR) -> Path:
         raw = Path(tmp) / ONNX_NAME
         model.export(str(raw), format="onnx", verbose=False)
         proto = onnx.load(str(raw))
-    onnx.helper.set_model_props(proto, {SOURCE_KEY: metadata["weights"]["sha256"],
-                                        "model_version": str(metadata.get("version", "0"))})
+    onnx.helper.set_model_props(
+        proto, {SOURCE_KEY: metadata["weights"]["sha256"], "model_version": str(metadata.get("version", "0"))}
+    )
     target = model_dir / ONNX_NAME
     partial = target.with_name(ONNX_NAME + ".partial")
     onnx.save(proto, str(partial))
@@ -57,8 +58,12 @@ def export_copy(model_dir: Path, target: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.onnx_export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
-                        help="folder with unet.keras and metadata.json (default: the shipped model)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODEL_DIR,
+        help="folder with unet.keras and metadata.json (default: the shipped model)",
+    )
     args = parser.parse_args(argv)
     try:
         path = export_onnx(args.model_dir)

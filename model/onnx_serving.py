@@ -25,8 +25,9 @@ class OnnxUnusable(ModelArtifactError):
     """`unet.onnx` is missing, unloadable, stale, or onnxruntime is absent; the message says which."""
 
 
-def onnx_forward(model_dir: Path, metadata: dict, hflip: bool,
-                 threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def onnx_forward(
+    model_dir: Path, metadata: dict, hflip: bool, threads: int | None
+) -> Callable[[np.ndarray], np.ndarray]:
     """The forward pass (frame and mirror in one run when hflip) as a callable on (N, h, w, 1) float32.
 
     Raises OnnxUnusable unless `model_dir/unet.onnx` loads and was exported from the weights metadata.json
@@ -52,8 +53,10 @@ def onnx_forward(model_dir: Path, metadata: dict, hflip: bool,
         raise OnnxUnusable(f"{path}: cannot be loaded by onnxruntime: {exc}") from None
     stamp = session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
     if stamp != metadata["weights"]["sha256"]:
-        raise OnnxUnusable(f"{path} was exported from other weights (sha256 {stamp}; metadata.json names "
-                           f"{metadata['weights']['sha256']}): export it again")
+        raise OnnxUnusable(
+            f"{path} was exported from other weights (sha256 {stamp}; metadata.json names "
+            f"{metadata['weights']['sha256']}): export it again"
+        )
     name = session.get_inputs()[0].name
 
     def forward(x: np.ndarray) -> np.ndarray:
@@ -61,6 +64,6 @@ def onnx_forward(model_dir: Path, metadata: dict, hflip: bool,
         if not hflip:
             return session.run(None, {name: x})[0][..., 0]
         both = session.run(None, {name: np.concatenate([x, x[:, :, ::-1]])})[0]
-        return (0.5 * (both[: len(x)] + both[len(x):, :, ::-1]))[..., 0]
+        return (0.5 * (both[: len(x)] + both[len(x) :, :, ::-1]))[..., 0]
 
     return forward

@@ -28,8 +28,12 @@ class PostprocessConfig:
     @classmethod
     def from_metadata(cls, metadata: dict) -> PostprocessConfig:
         post = metadata["postprocessing"]
-        return cls(threshold=float(post["threshold"]), min_area=int(post["min_area_px"]),
-                   model_height=int(metadata["input"]["height"]), model_width=int(metadata["input"]["width"]))
+        return cls(
+            threshold=float(post["threshold"]),
+            min_area=int(post["min_area_px"]),
+            model_height=int(metadata["input"]["height"]),
+            model_width=int(metadata["input"]["width"]),
+        )
 
 
 @dataclass
@@ -81,15 +85,17 @@ def remove_small_components(mask: np.ndarray, min_area_px: float) -> np.ndarray:
     return keep[labels].astype(np.uint8)
 
 
-def postprocess(probability_small: np.ndarray, height: int, width: int, config: PostprocessConfig,
-                threshold: float | None = None) -> Prediction:
+def postprocess(
+    probability_small: np.ndarray, height: int, width: int, config: PostprocessConfig, threshold: float | None = None
+) -> Prediction:
     """Model-resolution probability map -> Prediction at height x width."""
     cut = config.threshold if threshold is None else float(threshold)
     probability = np.clip(resize_to(probability_small, height, width), 0.0, 1.0)
     mask = (probability >= cut).astype(np.uint8)
     mask = remove_small_components(mask, scaled_min_area(config.min_area, height, width, config))
-    return Prediction(mask=mask, probability=probability,
-                      nerve_probability=float(np.max(probability_small)), threshold=cut)
+    return Prediction(
+        mask=mask, probability=probability, nerve_probability=float(np.max(probability_small)), threshold=cut
+    )
 
 
 def outer_contours(mask: np.ndarray) -> list[list[list[int]]]:

@@ -32,18 +32,31 @@ from model.rle import rle_encode
 
 EXTENSIONS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom", ".mp4", ".avi"}
 BATCH = 32
-FIELDS = ["file", "frame", "width", "height", "nerve_present", "nerve_probability", "mask_area_px", "bbox", "rle",
-          "mask_png", "error"]
+FIELDS = [
+    "file",
+    "frame",
+    "width",
+    "height",
+    "nerve_present",
+    "nerve_probability",
+    "mask_area_px",
+    "bbox",
+    "rle",
+    "mask_png",
+    "error",
+]
 
 
 def image_files(folder: Path) -> list[Path]:
     """Images directly in `folder`, Kaggle masks (`*_mask.*`) excluded, in name order."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in EXTENSIONS and not p.stem.endswith("_mask") and p.is_file())
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and not p.stem.endswith("_mask") and p.is_file()
+    )
 
 
-def predict_files(segmenter, files: list[Path], threshold: float | None = None, *,
-                  max_frames: int | None = None) -> Iterator[tuple[Path, int, bool, Prediction | ImageError]]:
+def predict_files(
+    segmenter, files: list[Path], threshold: float | None = None, *, max_frames: int | None = None
+) -> Iterator[tuple[Path, int, bool, Prediction | ImageError]]:
     """(file, frame, whether the file has several frames, its Prediction or the ImageError that names the file),
     in file and frame order.
 
@@ -73,8 +86,9 @@ def predict_files(segmenter, files: list[Path], threshold: float | None = None, 
     yield from flush()
 
 
-def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | None = None, *,
-                   max_frames: int | None = None) -> list[dict]:
+def predict_folder(
+    segmenter, files: list[Path], out: Path, threshold: float | None = None, *, max_frames: int | None = None
+) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     masks = out / "masks"
     masks.mkdir(exist_ok=True)
@@ -89,10 +103,21 @@ def predict_folder(segmenter, files: list[Path], out: Path, threshold: float | N
         else:
             mask_name = f"{path.stem}_f{frame:04d}_mask.png" if several else f"{path.stem}_mask.png"
             Image.fromarray(pred.mask * np.uint8(255)).save(masks / mask_name)
-            rows.append({"file": path.name, "frame": frame, "width": pred.width, "height": pred.height,
-                         "nerve_present": pred.nerve_present, "nerve_probability": round(pred.nerve_probability, 6),
-                         "mask_area_px": pred.area, "bbox": " ".join(map(str, pred.bbox or ())),
-                         "rle": rle_encode(pred.mask), "mask_png": f"masks/{mask_name}", "error": ""})
+            rows.append(
+                {
+                    "file": path.name,
+                    "frame": frame,
+                    "width": pred.width,
+                    "height": pred.height,
+                    "nerve_present": pred.nerve_present,
+                    "nerve_probability": round(pred.nerve_probability, 6),
+                    "mask_area_px": pred.area,
+                    "bbox": " ".join(map(str, pred.bbox or ())),
+                    "rle": rle_encode(pred.mask),
+                    "mask_png": f"masks/{mask_name}",
+                    "error": "",
+                }
+            )
         if path not in done:
             done.add(path)
             bar.update(1)
@@ -124,11 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for predictions.csv and masks/")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, default=None, help="pixel probability cut, in (0, 1)")
-    parser.add_argument("--frames", choices=("first", "all"), default="first",
-                        help="of a multi-frame file (TIFF pages, DICOM, clip): its first frame (default) or all")
-    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
-                        help=f"with --frames all: most frames per file (default {DEFAULT_MAX_FRAMES}; a loop is "
-                             "also capped at 4 x 16 megapixels in all)")
+    parser.add_argument(
+        "--frames",
+        choices=("first", "all"),
+        default="first",
+        help="of a multi-frame file (TIFF pages, DICOM, clip): its first frame (default) or all",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=DEFAULT_MAX_FRAMES,
+        help=f"with --frames all: most frames per file (default {DEFAULT_MAX_FRAMES}; a loop is "
+        "also capped at 4 x 16 megapixels in all)",
+    )
     args = parser.parse_args(argv)
     if args.max_frames < 1:
         parser.error("--max-frames must be at least 1")
@@ -144,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = load_for_cli(args.model)
     if segmenter is None:
         return 2
-    rows = predict_folder(segmenter, files, args.out, args.threshold,
-                          max_frames=args.max_frames if args.frames == "all" else None)
+    rows = predict_folder(
+        segmenter, files, args.out, args.threshold, max_frames=args.max_frames if args.frames == "all" else None
+    )
     failed = sum(bool(r.get("error")) for r in rows)
     print(f"{len(rows) - failed} frames predicted, {failed} files failed -> {args.out / 'predictions.csv'}")
     return 1 if failed else 0

@@ -70,17 +70,16 @@ class InputSpec:
     def from_metadata(cls, metadata: dict) -> InputSpec:
         spec = metadata["input"]
         norm = spec["normalisation"]
-        return cls(height=int(spec["height"]), width=int(spec["width"]),
-                   mean=float(norm["mean"]), std=float(norm["std"]))
+        return cls(
+            height=int(spec["height"]), width=int(spec["width"]), mean=float(norm["mean"]), std=float(norm["std"])
+        )
 
 
 def check_size(width: int, height: int, max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise EmptyImageError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-        )
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
 def to_unit_float(array: np.ndarray) -> np.ndarray:
@@ -182,18 +181,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         claimed = next((fmt for magic, fmt in MAGIC_BYTES.items() if data.startswith(magic)), None)
         if claimed:
             raise UnreadableImageError(f"the file starts like a {claimed} but its header is damaged") from None
-        raise UnsupportedImageError(
-            "not a supported image (accepted: TIFF, PNG, JPEG, BMP)"
-        ) from None
+        raise UnsupportedImageError("not a supported image (accepted: TIFF, PNG, JPEG, BMP)") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from None
     except Exception as exc:
         raise UnreadableImageError(f"image header could not be read: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:
         image.close()
-        raise UnsupportedImageError(
-            f"image format {image.format} is not supported (accepted: TIFF, PNG, JPEG, BMP)"
-        )
+        raise UnsupportedImageError(f"image format {image.format} is not supported (accepted: TIFF, PNG, JPEG, BMP)")
     check_size(image.width, image.height, max_pixels)
     return image
 

@@ -37,8 +37,9 @@ RUNTIMES = ("auto", "onnxruntime", "keras")
 class Segmenter:
     """A trained U-Net with its pre- and postprocessing."""
 
-    def __init__(self, model: keras.Model | None, metadata: dict, *,
-                 forward: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self, model: keras.Model | None, metadata: dict, *, forward: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         """A Keras model (compiled here), or model=None and an onnxruntime `forward` from onnx_forward."""
         self.model = model
         self.metadata = metadata
@@ -49,8 +50,14 @@ class Segmenter:
         self._forward = self._compile() if forward is None else forward
 
     @classmethod
-    def load(cls, model_dir: str | Path = MODEL_DIR, *, verify: bool = True, runtime: str = "auto",
-             threads: int | None = None) -> Segmenter:
+    def load(
+        cls,
+        model_dir: str | Path = MODEL_DIR,
+        *,
+        verify: bool = True,
+        runtime: str = "auto",
+        threads: int | None = None,
+    ) -> Segmenter:
         """Load the model in a folder (`metadata.json`, `unet.keras`, optionally `unet.onnx`).
 
         The weights are sha256-checked unless verify=False. `runtime` is one of RUNTIMES; `threads` bounds
@@ -126,8 +133,9 @@ class Segmenter:
         """Grayscale [0, 1] images of any sizes -> one Prediction each, at each image's own size."""
         return self._postprocess_all(self.probability_maps(to_model_batch(grays, self.spec)), grays, threshold)
 
-    def predict_sequence(self, grays: list[np.ndarray], threshold: float | None = None,
-                         window: int = 1) -> list[Prediction]:
+    def predict_sequence(
+        self, grays: list[np.ndarray], threshold: float | None = None, window: int = 1
+    ) -> list[Prediction]:
         """The frames of one cine loop, in time order -> one Prediction each, the model-resolution probability
         maps first averaged over `window` neighbouring frames (model/cine.py); window=1 equals predict_many."""
         maps = smooth_maps(self.probability_maps(to_model_batch(grays, self.spec)), window)

@@ -39,8 +39,9 @@ def video_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None)
         check_size(width, height, max_pixels)
         limit = 1 if max_frames is None else max_frames
         if max_frames is not None:
-            check_frame_count(max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0), max_frames, width * height,
-                              max_pixels)
+            check_frame_count(
+                max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0), max_frames, width * height, max_pixels
+            )
         frames: list[np.ndarray] = []
         while True:
             ok, frame = capture.read()

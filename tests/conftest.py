@@ -17,8 +17,13 @@ def tiny_metadata(height: int = 32, width: int = 48) -> dict:
     return {
         "name": "unet-test",
         "version": "0.0.0-test",
-        "input": {"height": height, "width": width, "channels": 1, "dtype": "float32",
-                  "normalisation": {"mean": 0.35, "std": 0.2}},
+        "input": {
+            "height": height,
+            "width": width,
+            "channels": 1,
+            "dtype": "float32",
+            "normalisation": {"mean": 0.35, "std": 0.2},
+        },
         "postprocessing": {"threshold": 0.5, "min_area_px": 4, "tta": ["hflip"]},
     }
 

@@ -62,5 +62,3 @@ def mutated_images(draw) -> bytes:
 
 #: What the fuzz tests feed in: mostly damaged real images (they reach deep into the decoders), some noise.
 files = st.one_of(mutated_images(), st.binary(max_size=2048))
-
-

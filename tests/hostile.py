@@ -39,8 +39,12 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height but carries almost no data: a decompression bomb's header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def blank_png(width: int, height: int) -> bytes:
@@ -58,8 +62,15 @@ def blank_png(width: int, height: int) -> bytes:
 def tiff_header_only(width: int, height: int) -> bytes:
     """A little-endian baseline TIFF whose one IFD declares width x height 8-bit grey in a 16-byte strip."""
     entries = [  # (tag, type, count, value): SHORT = 3, LONG = 4
-        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-        (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, 16),
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, 16),
     ]
     ifd_offset = 8 + 16
     ifd = struct.pack("<H", len(entries))

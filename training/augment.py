@@ -40,8 +40,7 @@ def jitter_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip((image - mean) * contrast + mean + brightness, 0.0, 1.0) ** np.float32(gamma)
 
 
-def augment_batch(images: np.ndarray, masks: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(N, h, w) float32 images in [0, 1] and 0/1 masks -> augmented copies of both."""
     out_images = np.empty_like(images, dtype=np.float32)
     out_masks = np.empty_like(masks, dtype=np.float32)

@@ -42,21 +42,34 @@ def load_cache(path: Path, height: int, width: int) -> Dataset:
             saved = dict(archive)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a dataset cache written by training.cache ({exc})") from None
-    missing = {"images", "masks", "full_masks", "full_shapes", "subjects", "frames", "image_names",
-               "mask_names"} - saved.keys()
+    missing = {
+        "images",
+        "masks",
+        "full_masks",
+        "full_shapes",
+        "subjects",
+        "frames",
+        "image_names",
+        "mask_names",
+    } - saved.keys()
     if missing:
         raise DatasetError(f"{path}: not a dataset cache written by training.cache (no {', '.join(sorted(missing))})")
     images = saved["images"].astype(np.float32)
     if images.shape[1:] != (height, width):
-        raise DatasetError(f"{path}: cached at {images.shape[1]}x{images.shape[2]} (h x w), "
-                           f"but the model input is {height}x{width}")
+        raise DatasetError(
+            f"{path}: cached at {images.shape[1]}x{images.shape[2]} (h x w), but the model input is {height}x{width}"
+        )
     masks = np.unpackbits(saved["masks"], axis=-1, count=width).astype(np.float32)
     shapes = [tuple(s) for s in saved["full_shapes"]]
     flat = np.unpackbits(saved["full_masks"], count=sum(h * w for h, w in shapes))
     ends = np.cumsum([h * w for h, w in shapes])
     full = [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes, strict=True)]
-    pairs = [Pair(path.parent / i, path.parent / m, int(s), int(f)) for i, m, s, f in
-             zip(saved["image_names"], saved["mask_names"], saved["subjects"], saved["frames"], strict=True)]
+    pairs = [
+        Pair(path.parent / i, path.parent / m, int(s), int(f))
+        for i, m, s, f in zip(
+            saved["image_names"], saved["mask_names"], saved["subjects"], saved["frames"], strict=True
+        )
+    ]
     return Dataset(pairs, images, masks, full)
 
 
@@ -84,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_cache(data, args.out)
-    print(f"{args.out}: {len(data)} frames at {args.height}x{args.width}, "
-          f"{args.out.stat().st_size / 1e6:.1f} MB")
+    print(f"{args.out}: {len(data)} frames at {args.height}x{args.width}, {args.out.stat().st_size / 1e6:.1f} MB")
     return 0
 
 

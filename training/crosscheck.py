@@ -27,8 +27,9 @@ def network_outputs(model_path: Path, inputs: np.ndarray) -> np.ndarray:
     import keras
 
     model = keras.models.load_model(model_path, compile=False)
-    return np.concatenate([np.asarray(model.predict_on_batch(inputs[i : i + 32]))
-                           for i in range(0, len(inputs), 32)])[..., 0]
+    return np.concatenate([np.asarray(model.predict_on_batch(inputs[i : i + 32])) for i in range(0, len(inputs), 32)])[
+        ..., 0
+    ]
 
 
 def save(args: argparse.Namespace) -> int:
@@ -56,10 +57,15 @@ def compare(args: argparse.Namespace) -> int:
     outputs = network_outputs(args.model, saved["inputs"])
     diff = np.abs(outputs - saved["outputs"])
     flipped = int(((outputs >= 0.5) != (saved["outputs"] >= 0.5)).sum())
-    report = {"frames": len(outputs), "trained_backend": str(saved["backend"]),
-              "this_backend": keras.backend.backend(), "max_abs_diff": float(diff.max()),
-              "mean_abs_diff": float(diff.mean()), "pixels_flipped_at_0.5": flipped,
-              "pixels": int(outputs.size)}
+    report = {
+        "frames": len(outputs),
+        "trained_backend": str(saved["backend"]),
+        "this_backend": keras.backend.backend(),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "pixels_flipped_at_0.5": flipped,
+        "pixels": int(outputs.size),
+    }
     print(json.dumps(report, indent=2))
     return 0 if report["max_abs_diff"] <= args.tolerance else 1
 

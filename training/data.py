@@ -53,8 +53,9 @@ class Dataset:
         return len(self.pairs)
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return Dataset([self.pairs[i] for i in index], self.images[index], self.masks[index],
-                       [self.full_masks[i] for i in index])
+        return Dataset(
+            [self.pairs[i] for i in index], self.images[index], self.masks[index], [self.full_masks[i] for i in index]
+        )
 
 
 def train_folder(root: Path) -> Path:
@@ -84,8 +85,7 @@ def find_pairs(root: Path) -> list[Pair]:
     return [Pair(images[k], masks[k], k[0], k[1]) for k in sorted(images)]
 
 
-def load_dataset(root: Path, height: int, width: int,
-                 progress: Callable[[int, int], None] | None = None) -> Dataset:
+def load_dataset(root: Path, height: int, width: int, progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Decode every pair; collects all unreadable files and raises once with their names."""
     pairs = find_pairs(root)
     images = np.empty((len(pairs), height, width), np.float32)
@@ -101,8 +101,10 @@ def load_dataset(root: Path, height: int, width: int,
             full_masks.append(np.zeros((1, 1), np.uint8))
             continue
         if image.shape != mask.shape:
-            problems.append(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                            f"{image.shape[1]}x{image.shape[0]}")
+            problems.append(
+                f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
         images[i] = resize_to(image, height, width)
         masks[i] = resize_to(mask.astype(np.float32), height, width) >= 0.5
         full_masks.append(mask.astype(np.uint8))

@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="Kaggle-layout folder (with train/ or the train folder)")
     p.add_argument("--model", type=Path, required=True, help="model folder holding unet.keras + metadata.json")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV, JSON and PNGs")
-    p.add_argument("--subjects", type=subject_list, default=None,
-                   help="comma list of subject ids to evaluate (default all)")
+    p.add_argument(
+        "--subjects", type=subject_list, default=None, help="comma list of subject ids to evaluate (default all)"
+    )
     return p.parse_args(argv)
 
 
@@ -64,13 +65,21 @@ def evaluate(segmenter, pairs: list[Pair]) -> list[dict]:
         for pair, image, truth, pred in zip(chunk, images, truths, segmenter.predict_many(images), strict=True):
             if truth.shape != image.shape:
                 raise DatasetError(f"{pair.mask}: mask size differs from its image")
-            rows.append({
-                "image": pair.image.name, "subject": pair.subject, "width": pred.width, "height": pred.height,
-                "dice": round(dice(pred.mask, truth), 6), "truth_area_px": int(truth.sum()),
-                "predicted_area_px": pred.area, "truth_present": bool(truth.any()),
-                "predicted_present": pred.nerve_present,
-                "nerve_probability": round(pred.nerve_probability, 6), "rle": rle_encode(pred.mask),
-            })
+            rows.append(
+                {
+                    "image": pair.image.name,
+                    "subject": pair.subject,
+                    "width": pred.width,
+                    "height": pred.height,
+                    "dice": round(dice(pred.mask, truth), 6),
+                    "truth_area_px": int(truth.sum()),
+                    "predicted_area_px": pred.area,
+                    "truth_present": bool(truth.any()),
+                    "predicted_present": pred.nerve_present,
+                    "nerve_probability": round(pred.nerve_probability, 6),
+                    "rle": rle_encode(pred.mask),
+                }
+            )
         print(f"\r{min(start + BATCH, len(pairs))}/{len(pairs)} frames", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows
@@ -83,16 +92,17 @@ def summary_of(rows: list[dict]) -> dict:
     by_subject = defaultdict(list)
     for r in rows:
         by_subject[r["subject"]].append(r)
-    return {**summarise(scores(rows)),
-            "per_subject": {str(s): summarise(scores(rs)) for s, rs in sorted(by_subject.items())}}
+    return {
+        **summarise(scores(rows)),
+        "per_subject": {str(s): summarise(scores(rs)) for s, rs in sorted(by_subject.items())},
+    }
 
 
 def draw(rows: list[dict], pairs: list[Pair], summary: dict, out: Path) -> None:
     from model.rle import rle_decode
     from training.plots import plot_overlay_grid, plot_subject_dice
 
-    plot_subject_dice({int(s): v["kaggle_dice"] for s, v in summary["per_subject"].items()},
-                      out / "subject_dice.png")
+    plot_subject_dice({int(s): v["kaggle_dice"] for s, v in summary["per_subject"].items()}, out / "subject_dice.png")
     order = np.argsort([r["dice"] for r in rows], kind="stable")
     chosen = list(order[-GRID_EACH:][::-1]) + list(order[:GRID_EACH])
     panels = []
@@ -127,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"model": segmenter.info, "runtime": segmenter.runtime, **summary_of(rows)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     draw(rows, pairs, summary, args.out)
-    headline = {k: summary[k] for k in ("frames", "kaggle_dice", "nerve_present_dice", "presence_recall",
-                                        "empty_kept_empty", "empty_frames")}
+    headline = {
+        k: summary[k]
+        for k in ("frames", "kaggle_dice", "nerve_present_dice", "presence_recall", "empty_kept_empty", "empty_frames")
+    }
     print(json.dumps(headline, indent=2))
     return 0
 

@@ -52,8 +52,9 @@ class Batches(keras.utils.PyDataset):
     on how Keras schedules the calls.
     """
 
-    def __init__(self, data: Dataset, spec: InputSpec, batch_size: int, *, train: bool, seed: int,
-                 augment: bool) -> None:
+    def __init__(
+        self, data: Dataset, spec: InputSpec, batch_size: int, *, train: bool, seed: int, augment: bool
+    ) -> None:
         super().__init__()
         self.images, self.masks, self.spec = data.images, data.masks, spec
         self.batch_size, self.train, self.seed, self.augment = batch_size, train, seed, augment
@@ -81,8 +82,15 @@ class Batches(keras.utils.PyDataset):
         self.order = self._order()
 
 
-def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig,
-        out_dir: Path, init: Path | None = None) -> tuple[keras.Model, dict]:
+def fit(
+    train: Dataset,
+    val: Dataset | None,
+    arch: UNetConfig,
+    spec: InputSpec,
+    cfg: TrainConfig,
+    out_dir: Path,
+    init: Path | None = None,
+) -> tuple[keras.Model, dict]:
     """Train one model, from scratch or (fine-tuning) from the weights in `init`; returns the kept model and
     its history. Kept is the weight average of the SWA epochs when there are any; otherwise the epoch with the
     best validation Dice, or without validation the last."""
@@ -92,8 +100,11 @@ def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, 
     if init is not None:
         model.set_weights(keras.models.load_model(init, compile=False).get_weights())
     steps = math.ceil(len(train) / cfg.batch_size)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(cfg, steps)), loss=LOSSES[cfg.loss][0],
-                  metrics=[kaggle_dice])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(cfg, steps)),
+        loss=LOSSES[cfg.loss][0],
+        metrics=[kaggle_dice],
+    )
 
     best_path = out_dir / "best.keras"
     average = WeightAverage(cfg.epochs, out_dir / "swa.npz") if cfg.swa_epochs else None
@@ -113,7 +124,9 @@ def fit(train: Dataset, val: Dataset | None, arch: UNetConfig, spec: InputSpec, 
             ]
     history = model.fit(
         Batches(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
-        validation_data=val_batches, epochs=cfg.epochs + cfg.swa_epochs, callbacks=callbacks,
+        validation_data=val_batches,
+        epochs=cfg.epochs + cfg.swa_epochs,
+        callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     if average:
@@ -137,7 +150,10 @@ def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> keras.opti
         cosine = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=cfg.learning_rate * 0.1,
             decay_steps=max(1, steps_per_epoch * cfg.epochs - warmup),
-            alpha=cfg.min_lr_fraction * 0.1, warmup_target=cfg.learning_rate, warmup_steps=warmup)
+            alpha=cfg.min_lr_fraction * 0.1,
+            warmup_target=cfg.learning_rate,
+            warmup_steps=warmup,
+        )
         if not cfg.swa_epochs:
             return cosine
     return ConstantTail(cosine, steps_per_epoch * cfg.epochs, cfg.swa_learning_rate)

@@ -60,5 +60,7 @@ def lovasz_loss(y_true, y_pred):
 
 
 #: --loss choices: the function and how metadata.json names it.
-LOSSES = {"bce_dice": (bce_dice_loss, "BCE + per-image soft Dice"),
-          "lovasz": (lovasz_loss, "per-image Lovász (IoU surrogate)")}
+LOSSES = {
+    "bce_dice": (bce_dice_loss, "BCE + per-image soft Dice"),
+    "lovasz": (lovasz_loss, "per-image Lovász (IoU surrogate)"),
+}

@@ -18,8 +18,10 @@ from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata
 NOTES = Path(__file__).with_name("card_notes.md")
 
 
-HEADER = ("| fold | held-out subjects | frames | nerve-present Dice | Kaggle Dice | presence recall "
-          "| empties kept empty | threshold / min area |\n|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| fold | held-out subjects | frames | nerve-present Dice | Kaggle Dice | presence recall "
+    "| empties kept empty | threshold / min area |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def _pct(value: float | None) -> str:
@@ -42,9 +44,11 @@ def render(meta: dict, notes: str) -> str:
         f"{f['empty_kept_empty']}/{f['empty_frames']} | {f['threshold']:.2f} / {f['min_area_px']} |"
         for f in figures["per_fold"]
     )
-    mean_row = (f"| **mean** | | | **{_num(mean['nerve_present_dice'])}** | **{_num(mean['kaggle_dice'])}** | "
-                f"**{_pct(mean['presence_recall'])}** | **{mean['empty_kept_empty']}** | |")
-    return f"""# Model card: {meta['name']} {meta['version']}
+    mean_row = (
+        f"| **mean** | | | **{_num(mean['nerve_present_dice'])}** | **{_num(mean['kaggle_dice'])}** | "
+        f"**{_pct(mean['presence_recall'])}** | **{mean['empty_kept_empty']}** | |"
+    )
+    return f"""# Model card: {meta["name"]} {meta["version"]}
 
 **Research use only. Not a medical device.** Not validated for clinical decisions; do not use it to guide
 a needle or a catheter.
@@ -54,27 +58,27 @@ Segments the brachial plexus in a single B-mode neck ultrasound frame: a per-pix
 a binary mask at the input image's own size, and a presence decision (the mask is non-empty).
 
 ## Shipped weights
-- `model/{meta['weights']['file']}` ({meta['weights']['bytes'] / 1e6:.1f} MB, {meta['weights']['parameters']:,}
-  parameters, sha256 `{meta['weights']['sha256']}`).
-- **What they were trained on:** {meta['shipped_weights']}.
-- Architecture: U-Net, depth {arch['depth']}, {arch['base_filters']} base filters, BatchNorm, dropout
-  {arch['dropout']}, sigmoid output; input {arch['height']} x {arch['width']} grayscale.
-- Training: {training['loss']}, {training['optimizer']} peak lr {training['learning_rate']}, {_schedule(training)},
-  batch {training['batch_size']}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
-  contrast, gamma), seed {meta['seed']}. Test-time augmentation: horizontal flip.
+- `model/{meta["weights"]["file"]}` ({meta["weights"]["bytes"] / 1e6:.1f} MB, {meta["weights"]["parameters"]:,}
+  parameters, sha256 `{meta["weights"]["sha256"]}`).
+- **What they were trained on:** {meta["shipped_weights"]}.
+- Architecture: U-Net, depth {arch["depth"]}, {arch["base_filters"]} base filters, BatchNorm, dropout
+  {arch["dropout"]}, sigmoid output; input {arch["height"]} x {arch["width"]} grayscale.
+- Training: {training["loss"]}, {training["optimizer"]} peak lr {training["learning_rate"]}, {_schedule(training)},
+  batch {training["batch_size"]}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
+  contrast, gamma), seed {meta["seed"]}. Test-time augmentation: horizontal flip.
 - Preprocessing: any image -> grayscale in [0, 1] by bit depth -> area resize to the input size ->
-  (x - {meta['input']['normalisation']['mean']:.4f}) / {meta['input']['normalisation']['std']:.4f}.
-- Postprocessing: probability resized back to the image size, pixel is nerve when p >= {post['threshold']:.2f},
-  connected components under {post['min_area_px']} model-input pixels (scaled to the image area) removed.
-  `nerve_probability` is the peak of the probability map. Calibration rule: {post['calibration']['rule']}
-  (calibrated on {post['calibration']['calibration_frames']} out-of-fold frames).
+  (x - {meta["input"]["normalisation"]["mean"]:.4f}) / {meta["input"]["normalisation"]["std"]:.4f}.
+- Postprocessing: probability resized back to the image size, pixel is nerve when p >= {post["threshold"]:.2f},
+  connected components under {post["min_area_px"]} model-input pixels (scaled to the image area) removed.
+  `nerve_probability` is the peak of the probability map. Calibration rule: {post["calibration"]["rule"]}
+  (calibrated on {post["calibration"]["calibration_frames"]} out-of-fold frames).
 
 ## Data
-{meta['data']['source']}: {meta['data']['frames']} frames of {len(meta['data']['subjects'])} subjects,
-{meta['data']['nerve_present_frames']} with a nerve.
+{meta["data"]["source"]}: {meta["data"]["frames"]} frames of {len(meta["data"]["subjects"])} subjects,
+{meta["data"]["nerve_present_frames"]} with a nerve.
 
 ## How quality was measured
-Subject-wise {training['folds']}-fold cross-validation: no subject is in two folds. {_fold_training(training)}
+Subject-wise {training["folds"]}-fold cross-validation: no subject is in two folds. {_fold_training(training)}
 Each fold's figures use a threshold and min-area calibrated on the **other** folds'
 out-of-fold predictions only. Dice is Kaggle's per-image Dice (1 when both masks are empty).
 
@@ -87,9 +91,9 @@ These figures estimate how the training recipe does on subjects it never saw. {_
 {notes.strip()}
 
 ## Versions
-Artifact written by Keras {meta['versions']['keras']} on {meta['versions']['backend']}; weights trained under
-{_backends(meta)}. Python {meta['versions']['python']}, NumPy
-{meta['versions']['numpy']}. Changelog: {meta['changelog'][meta['version']]}
+Artifact written by Keras {meta["versions"]["keras"]} on {meta["versions"]["backend"]}; weights trained under
+{_backends(meta)}. Python {meta["versions"]["python"]}, NumPy
+{meta["versions"]["numpy"]}. Changelog: {meta["changelog"][meta["version"]]}
 """
 
 
@@ -98,8 +102,10 @@ def _kept(training: dict) -> str:
     if training.get("swa_epochs"):
         return "the SWA average kept"
     if training["val_fraction"]:
-        return (f"{training['epochs']} epochs max, early stopping on inner-validation Dice (patience "
-                f"{training['patience']}), best epoch kept")
+        return (
+            f"{training['epochs']} epochs max, early stopping on inner-validation Dice (patience "
+            f"{training['patience']}), best epoch kept"
+        )
     return "last epoch kept"
 
 
@@ -118,18 +124,24 @@ def _schedule(training: dict) -> str:
         return own
     source = f"model {start['version']}: " if start.get("version") else ""
     final = f", {start['final_epochs']} for the final model" if start.get("final_epochs") else ""
-    return (f"first ({source}{start['epochs']} epochs per fold model{final}) {start['schedule']}, "
-            f"{_kept(start)}; then, continued from those weights, {own}")
+    return (
+        f"first ({source}{start['epochs']} epochs per fold model{final}) {start['schedule']}, "
+        f"{_kept(start)}; then, continued from those weights, {own}"
+    )
 
 
 def _fold_training(training: dict) -> str:
     """How a fold's model was trained, so the reader knows what the figures estimate."""
     if training["val_fraction"]:
         share = round(training["val_fraction"] * 100)
-        return (f"Each fold's model trained on the other folds' subjects minus {share}% inner-validation subjects "
-                "(early stopping and checkpoint choice).")
-    return (f"Each fold's model trained on all the other folds' subjects for the full schedule, {_kept(training)}: the "
-            "procedure that made the shipped weights.")
+        return (
+            f"Each fold's model trained on the other folds' subjects minus {share}% inner-validation subjects "
+            "(early stopping and checkpoint choice)."
+        )
+    return (
+        f"Each fold's model trained on all the other folds' subjects for the full schedule, {_kept(training)}: the "
+        "procedure that made the shipped weights."
+    )
 
 
 def _shipped_estimate(meta: dict) -> str:
@@ -137,9 +149,11 @@ def _shipped_estimate(meta: dict) -> str:
     if fold is None:
         return "The shipped weights saw every subject, so no figure is held out for them; the mean is the estimate."
     own = next(f for f in meta["figures"]["per_fold"] if f["fold"] == fold)
-    return (f"The shipped weights are fold {fold}'s model: its own held-out figures are the fold {fold} row "
-            f"(nerve-present Dice {_num(own['nerve_present_dice'])}); every other row's subjects were in its "
-            "training data.")
+    return (
+        f"The shipped weights are fold {fold}'s model: its own held-out figures are the fold {fold} row "
+        f"(nerve-present Dice {_num(own['nerve_present_dice'])}); every other row's subjects were in its "
+        "training data."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,8 +52,9 @@ def plot_subject_dice(per_subject: dict[int, float], out_png: Path) -> None:
     plt.close(fig)
 
 
-def plot_overlay_grid(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], out_png: Path,
-                      columns: int = 4) -> None:
+def plot_overlay_grid(
+    panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], out_png: Path, columns: int = 4
+) -> None:
     """Frames with truth (green outline) and prediction (red fill); each panel is (title, image, truth, pred)."""
     rows = max(1, int(np.ceil(len(panels) / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 3.2, rows * 2.6))

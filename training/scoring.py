@@ -105,7 +105,14 @@ def calibrate(maps: np.ndarray, full_masks: list[np.ndarray], post: PostprocessC
         recall = (grid[t][:, present] > 0).mean(axis=1)
         ok = (recall >= RECALL_FLOOR) & (present_dice[t] >= present_dice[t, 0] - DICE_TOLERANCE)
         a = int(np.flatnonzero(ok).max()) if ok.any() else 0
-        rule = (f"threshold: max nerve-present Dice; min-area: largest gate keeping recall >= {RECALL_FLOOR} "
-                f"and nerve-present Dice within {DICE_TOLERANCE}")
-    return {"threshold": float(THRESHOLDS[t]), "min_area_px": int(MIN_AREAS[a]), "rule": rule,
-            "calibration_frames": len(maps), "calibration_empty_frames": int((~present).sum())}
+        rule = (
+            f"threshold: max nerve-present Dice; min-area: largest gate keeping recall >= {RECALL_FLOOR} "
+            f"and nerve-present Dice within {DICE_TOLERANCE}"
+        )
+    return {
+        "threshold": float(THRESHOLDS[t]),
+        "min_area_px": int(MIN_AREAS[a]),
+        "rule": rule,
+        "calibration_frames": len(maps),
+        "calibration_empty_frames": int((~present).sum()),
+    }

@@ -23,8 +23,9 @@ import numpy as np
 class ConstantTail(keras.optimizers.schedules.LearningRateSchedule):
     """`head` for the first `head_steps` optimisation steps, then the constant `tail_rate`."""
 
-    def __init__(self, head: keras.optimizers.schedules.LearningRateSchedule | None, head_steps: int,
-                 tail_rate: float) -> None:
+    def __init__(
+        self, head: keras.optimizers.schedules.LearningRateSchedule | None, head_steps: int, tail_rate: float
+    ) -> None:
         self.head, self.head_steps, self.tail_rate = head, head_steps, tail_rate
 
     def __call__(self, step):
@@ -65,8 +66,9 @@ class WeightAverage(keras.callbacks.Callback):
         self.count += 1
         self.last_epoch = epoch
         partial = self.path.with_name(self.path.stem + ".partial.npz")
-        np.savez(partial, count=self.count, last_epoch=self.last_epoch,
-                 **{f"w{i}": t for i, t in enumerate(self.total)})
+        np.savez(
+            partial, count=self.count, last_epoch=self.last_epoch, **{f"w{i}": t for i, t in enumerate(self.total)}
+        )
         os.replace(partial, self.path)
 
     def apply(self, model: keras.Model) -> int:

@@ -43,37 +43,47 @@ from training.split import fold_indices, inner_validation_subjects, subject_fold
 VERSION = "1.4.0"
 CHANGELOG = {
     "1.0.0": "First release: U-Net + BatchNorm, BCE + soft Dice, augmentation, cosine LR, flip TTA, calibrated "
-             "threshold and min-area gate; 64x96 input, 20 epochs, fold 0's model shipped.",
+    "threshold and min-area gate; 64x96 input, 20 epochs, fold 0's model shipped.",
     "1.1.0": "96x128 input, 60 epochs, every fold model and the shipped one trained the same way (all their "
-             "training subjects, last epoch, no inner validation), on a GPU under Keras' JAX backend; shipped weights "
-             "trained on all 41 subjects; CV nerve-present Dice 0.771 (was 0.751).",
+    "training subjects, last epoch, no inner validation), on a GPU under Keras' JAX backend; shipped weights "
+    "trained on all 41 subjects; CV nerve-present Dice 0.771 (was 0.751).",
     "1.2.0": "Stochastic weight averaging: every 1.1.0 model (the five fold models and the shipped one) continued for "
-             "5 epochs at a constant lr 3e-4 on the CPU under TensorFlow, the 5 end-of-epoch weights averaged and "
-             "BatchNorm re-estimated; threshold recalibrated to 0.40; CV nerve-present Dice 0.772 (was 0.771; fold 1 "
-             "0.734, was 0.718).",
+    "5 epochs at a constant lr 3e-4 on the CPU under TensorFlow, the 5 end-of-epoch weights averaged and "
+    "BatchNorm re-estimated; threshold recalibrated to 0.40; CV nerve-present Dice 0.772 (was 0.771; fold 1 "
+    "0.734, was 0.718).",
     "1.3.0": "The same SWA tail at the cosine schedule's peak rate, lr 1e-3 instead of 3e-4 (chosen between the two "
-             "on these folds); threshold 0.45, min-area 200; CV nerve-present Dice 0.777 (1.2.0: 0.772).",
+    "on these folds); threshold 0.45, min-area 200; CV nerve-present Dice 0.777 (1.2.0: 0.772).",
     "1.4.0": "The same SWA tail at lr 2e-3, twice the cosine peak (chosen among 3e-4, 1e-3 and 2e-3 on these folds); "
-             "threshold 0.45, min-area 210; CV nerve-present Dice 0.781 (1.3.0: 0.777).",
+    "threshold 0.45, min-area 210; CV nerve-present Dice 0.781 (1.3.0: 0.777).",
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True,
-                   help="Kaggle-layout folder (with train/ or the train folder), or a training.cache .npz")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="Kaggle-layout folder (with train/ or the train folder), or a training.cache .npz",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, curves, artifact")
     p.add_argument("--folds", type=int, default=5, help="subject-wise folds (default 5)")
     p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=TrainConfig.learning_rate,
-                   help="peak learning rate of the cosine schedule")
-    p.add_argument("--swa-epochs", type=int, default=0,
-                   help="after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are "
-                        "averaged (stochastic weight averaging); the average, with BatchNorm re-estimated, is kept")
-    p.add_argument("--swa-lr", type=float, default=TrainConfig.swa_learning_rate,
-                   help="constant learning rate of the SWA epochs")
+    p.add_argument(
+        "--lr", type=float, default=TrainConfig.learning_rate, help="peak learning rate of the cosine schedule"
+    )
+    p.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=0,
+        help="after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are "
+        "averaged (stochastic weight averaging); the average, with BatchNorm re-estimated, is kept",
+    )
+    p.add_argument(
+        "--swa-lr", type=float, default=TrainConfig.swa_learning_rate, help="constant learning rate of the SWA epochs"
+    )
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=96)
@@ -82,21 +92,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.12, help="inner-validation share of training subjects")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--loss", choices=sorted(LOSSES), default="bce_dice",
-                   help="bce_dice (default) or lovasz (for fine-tuning with --init-run)")
-    p.add_argument("--init-run", type=Path, default=None,
-                   help="fine-tune: start fold k from INIT_RUN/fold<k>/best.keras and the final model from "
-                        "INIT_RUN/final/best.keras (that run must have used the same folds and data)")
+    p.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        default="bce_dice",
+        help="bce_dice (default) or lovasz (for fine-tuning with --init-run)",
+    )
+    p.add_argument(
+        "--init-run",
+        type=Path,
+        default=None,
+        help="fine-tune: start fold k from INIT_RUN/fold<k>/best.keras and the final model from "
+        "INIT_RUN/final/best.keras (that run must have used the same folds and data)",
+    )
     ship = p.add_mutually_exclusive_group()
-    ship.add_argument("--final-epochs", type=int, default=None,
-                      help="after CV, train the shipped model on every subject for this many epochs")
+    ship.add_argument(
+        "--final-epochs",
+        type=int,
+        default=None,
+        help="after CV, train the shipped model on every subject for this many epochs",
+    )
     ship.add_argument("--ship-fold", type=int, default=0, help="ship this fold's model (default 0)")
-    p.add_argument("--finished-only", action="store_true",
-                   help="train nothing: calibrate, report and ship from the folds already finished in --out")
-    p.add_argument("--only-final", action="store_true",
-                   help="train just the final model (needs --final-epochs), e.g. beside the folds, then stop")
-    p.add_argument("--train-only", action="store_true",
-                   help="train the folds (and the final model), then stop before predicting and calibrating")
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train nothing: calibrate, report and ship from the folds already finished in --out",
+    )
+    p.add_argument(
+        "--only-final",
+        action="store_true",
+        help="train just the final model (needs --final-epochs), e.g. beside the folds, then stop",
+    )
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the folds (and the final model), then stop before predicting and calibrating",
+    )
     p.add_argument("--install", action="store_true", help="copy the artifact into model/ (the served model)")
     return p.parse_args(argv)
 
@@ -127,18 +158,37 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
         "version": VERSION,
         "changelog": CHANGELOG,
         "intended_use": "Research only; not a medical device.",
-        "input": {"height": arch.height, "width": arch.width, "channels": 1, "dtype": "float32",
-                  "layout": "NHWC", "value_range": "grayscale scaled to [0, 1] by bit depth, then normalised",
-                  "resize": "area when shrinking, bilinear when enlarging (OpenCV)",
-                  "normalisation": {"mean": spec.mean, "std": spec.std}},
-        "output": {"shape": [arch.height, arch.width, 1], "dtype": "float32", "value_range": [0.0, 1.0],
-                   "meaning": "per-pixel nerve probability (sigmoid); resized back to the input size"},
+        "input": {
+            "height": arch.height,
+            "width": arch.width,
+            "channels": 1,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "value_range": "grayscale scaled to [0, 1] by bit depth, then normalised",
+            "resize": "area when shrinking, bilinear when enlarging (OpenCV)",
+            "normalisation": {"mean": spec.mean, "std": spec.std},
+        },
+        "output": {
+            "shape": [arch.height, arch.width, 1],
+            "dtype": "float32",
+            "value_range": [0.0, 1.0],
+            "meaning": "per-pixel nerve probability (sigmoid); resized back to the input size",
+        },
         "architecture": {"type": "U-Net", **arch.to_dict()},
-        "training": {**cfg.to_dict(), "loss": LOSSES[cfg.loss][1], "optimizer": "Adam",
-                     "schedule": schedule_text(cfg), "folds": args.folds,
-                     "val_fraction": args.val_fraction},
-        "versions": {"keras": keras.__version__, "backend": backend_version(),
-                     "python": platform.python_version(), "numpy": np.__version__},
+        "training": {
+            **cfg.to_dict(),
+            "loss": LOSSES[cfg.loss][1],
+            "optimizer": "Adam",
+            "schedule": schedule_text(cfg),
+            "folds": args.folds,
+            "val_fraction": args.val_fraction,
+        },
+        "versions": {
+            "keras": keras.__version__,
+            "backend": backend_version(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "seed": cfg.seed,
     }
     if args.init_run is not None:
@@ -150,8 +200,10 @@ def schedule_text(cfg: TrainConfig) -> str:
     """The learning-rate schedule in words, for metadata and the card."""
     parts = [f"cosine with linear warm-up over {cfg.epochs} epochs"] if cfg.epochs else []
     if cfg.swa_epochs:
-        parts.append(f"{cfg.swa_epochs} epochs at constant lr {cfg.swa_learning_rate:g} whose end-of-epoch "
-                     "weights are averaged (SWA), BatchNorm statistics re-estimated on the training frames")
+        parts.append(
+            f"{cfg.swa_epochs} epochs at constant lr {cfg.swa_learning_rate:g} whose end-of-epoch "
+            "weights are averaged (SWA), BatchNorm statistics re-estimated on the training frames"
+        )
     return ", then ".join(parts)
 
 
@@ -161,8 +213,12 @@ def final_schedule_words(args: argparse.Namespace) -> str:
     if args.init_run is not None:
         start = init_run_training(args.init_run)
         source = f"model {start['version']}" if start.get("version") else str(args.init_run)
-        parts.insert(0, f"{start['final_epochs']} epochs ({source})" if start.get("final_epochs")
-                     else f"the final model of {source}")
+        parts.insert(
+            0,
+            f"{start['final_epochs']} epochs ({source})"
+            if start.get("final_epochs")
+            else f"the final model of {source}",
+        )
     if args.swa_epochs:
         parts.append(f"{args.swa_epochs} SWA epochs")
     return " + ".join(parts)
@@ -217,8 +273,15 @@ def backend_version() -> str:
     return f"{name} {getattr(importlib.import_module(name), '__version__', '?')}"
 
 
-def train_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
-               cfg: TrainConfig, args: argparse.Namespace) -> None:
+def train_fold(
+    k: int,
+    folds: list[list[int]],
+    data: Dataset,
+    arch: UNetConfig,
+    spec: InputSpec,
+    cfg: TrainConfig,
+    args: argparse.Namespace,
+) -> None:
     """Train fold k's model into fold<k>/best.keras, unless fold<k>/fold.json says it is already trained."""
     fold_dir = args.out / f"fold{k}"
     if (fold_dir / "fold.json").exists():
@@ -227,28 +290,53 @@ def train_fold(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, 
     test_subjects = folds[k]
     train_subjects = sorted(s for i, f in enumerate(folds) if i != k for s in f)
     # With a single training subject there is nothing to hold out: train for the fixed epochs instead.
-    val_subjects = (inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
-                    if len(train_subjects) > 1 and args.val_fraction > 0 else [])
+    val_subjects = (
+        inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
+        if len(train_subjects) > 1 and args.val_fraction > 0
+        else []
+    )
     fit_subjects = [s for s in train_subjects if s not in val_subjects]
     print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
     started = time.time()
     init = args.init_run / f"fold{k}" / "best.keras" if args.init_run else None
-    _, history = fit(data.subset(fold_indices(data.subjects, fit_subjects)),
-                     data.subset(fold_indices(data.subjects, val_subjects)), arch, spec, cfg, fold_dir, init)
+    _, history = fit(
+        data.subset(fold_indices(data.subjects, fit_subjects)),
+        data.subset(fold_indices(data.subjects, val_subjects)),
+        arch,
+        spec,
+        cfg,
+        fold_dir,
+        init,
+    )
     plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
     val_dice = history.get("val_kaggle_dice")
     epochs_run = len(history["loss"])
-    (fold_dir / "fold.json").write_text(json.dumps({
-        "test_subjects": test_subjects, "inner_validation_subjects": val_subjects,
-        "training_subjects": fit_subjects,
-        # Without inner validation the last epoch is the model kept.
-        "best_epoch": int(np.argmax(val_dice)) + 1 if val_dice else epochs_run,
-        "epochs_run": epochs_run, "seconds": round(time.time() - started, 1),
-        "backend": backend_version()}, indent=2))
+    (fold_dir / "fold.json").write_text(
+        json.dumps(
+            {
+                "test_subjects": test_subjects,
+                "inner_validation_subjects": val_subjects,
+                "training_subjects": fit_subjects,
+                # Without inner validation the last epoch is the model kept.
+                "best_epoch": int(np.argmax(val_dice)) + 1 if val_dice else epochs_run,
+                "epochs_run": epochs_run,
+                "seconds": round(time.time() - started, 1),
+                "backend": backend_version(),
+            },
+            indent=2,
+        )
+    )
 
 
-def fold_maps(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, spec: InputSpec,
-              cfg: TrainConfig, args: argparse.Namespace) -> dict:
+def fold_maps(
+    k: int,
+    folds: list[list[int]],
+    data: Dataset,
+    arch: UNetConfig,
+    spec: InputSpec,
+    cfg: TrainConfig,
+    args: argparse.Namespace,
+) -> dict:
     """Fold k's out-of-fold probability maps (its trained model on its held-out subjects), cached."""
     import keras
 
@@ -261,9 +349,14 @@ def fold_maps(k: int, folds: list[list[int]], data: Dataset, arch: UNetConfig, s
         return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
     model = keras.models.load_model(fold_dir / "best.keras", compile=False)
     index = fold_indices(data.subjects, folds[k])
-    segmenter = Segmenter(model, {**base_metadata(args, arch, spec, cfg),
-                                  "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
-                                  "weights": {"sha256": ""}})
+    segmenter = Segmenter(
+        model,
+        {
+            **base_metadata(args, arch, spec, cfg),
+            "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
+            "weights": {"sha256": ""},
+        },
+    )
     maps = segmenter.probability_maps(normalise(data.images[index], spec))
     best_epoch = json.loads((fold_dir / "fold.json").read_text())["best_epoch"]
     np.savez(done, index=index, maps=maps, best_epoch=best_epoch)
@@ -284,13 +377,17 @@ def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConf
     init = args.init_run / "final" / "best.keras" if args.init_run else None
     model, _ = fit(data, None, arch, spec, final_cfg, final_dir, init)
     plot_training_curve(final_dir / "log.csv", final_dir / "curve.png", "final (all subjects)")
-    (final_dir / "final.json").write_text(json.dumps({
-        "epochs": args.final_epochs, "seconds": round(time.time() - started, 1), "backend": backend_version()}))
+    (final_dir / "final.json").write_text(
+        json.dumps(
+            {"epochs": args.final_epochs, "seconds": round(time.time() - started, 1), "backend": backend_version()}
+        )
+    )
     return model
 
 
-def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessConfig,
-                         fold_ids: list[int]) -> list[dict]:
+def cross_fitted_figures(
+    results: list[dict], data: Dataset, post: PostprocessConfig, fold_ids: list[int]
+) -> list[dict]:
     """Per-fold held-out figures, each with threshold/min-area calibrated on the other folds only."""
     per_fold = []
     for k, (fold_id, res) in enumerate(zip(fold_ids, results, strict=True)):
@@ -298,12 +395,17 @@ def cross_fitted_figures(results: list[dict], data: Dataset, post: PostprocessCo
         maps = np.concatenate([r["maps"] for r in others])
         masks = [data.full_masks[i] for r in others for i in r["index"]]
         chosen = calibrate(maps, masks, post)
-        fold_post = PostprocessConfig(chosen["threshold"], chosen["min_area_px"], post.model_height,
-                                      post.model_width)
+        fold_post = PostprocessConfig(chosen["threshold"], chosen["min_area_px"], post.model_height, post.model_width)
         scores = score_frames(res["maps"], [data.full_masks[i] for i in res["index"]], fold_post)
-        per_fold.append({"fold": fold_id, "subjects": sorted({int(data.subjects[i]) for i in res["index"]}),
-                         "threshold": chosen["threshold"], "min_area_px": chosen["min_area_px"],
-                         **summarise(scores)})
+        per_fold.append(
+            {
+                "fold": fold_id,
+                "subjects": sorted({int(data.subjects[i]) for i in res["index"]}),
+                "threshold": chosen["threshold"],
+                "min_area_px": chosen["min_area_px"],
+                **summarise(scores),
+            }
+        )
     return per_fold
 
 
@@ -316,9 +418,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                      patience=args.patience, seed=args.seed, augment=not args.no_augment, loss=args.loss,
-                      swa_epochs=args.swa_epochs, swa_learning_rate=args.swa_lr)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        augment=not args.no_augment,
+        loss=args.loss,
+        swa_epochs=args.swa_epochs,
+        swa_learning_rate=args.swa_lr,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         data = load_any(args.data, arch.height, arch.width)
@@ -362,27 +472,39 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("nerve_present_dice", "kaggle_dice", "presence_recall")
     mean = {key: float(np.mean([f[key] for f in per_fold if f[key] is not None])) for key in keys}
     empties = [f for f in per_fold if f["empty_frames"]]
-    mean["empty_kept_empty"] = f"{sum(f['empty_kept_empty'] for f in empties)}/" \
-                               f"{sum(f['empty_frames'] for f in empties)}"
+    mean["empty_kept_empty"] = (
+        f"{sum(f['empty_kept_empty'] for f in empties)}/{sum(f['empty_frames'] for f in empties)}"
+    )
 
     metadata = base_metadata(args, arch, spec, cfg)
-    metadata["postprocessing"] = {"threshold": shipped_post["threshold"],
-                                  "min_area_px": shipped_post["min_area_px"],
-                                  "min_area_units": "model-input pixels, scaled by image area",
-                                  "tta": ["hflip"], "calibration": shipped_post}
-    metadata["data"] = {"source": "Kaggle Ultrasound Nerve Segmentation (2016), Kaggle layout",
-                        "frames": len(data), "subjects": sorted(int(s) for s in np.unique(data.subjects)),
-                        "nerve_present_frames": int(sum(m.any() for m in data.full_masks))}
+    metadata["postprocessing"] = {
+        "threshold": shipped_post["threshold"],
+        "min_area_px": shipped_post["min_area_px"],
+        "min_area_units": "model-input pixels, scaled by image area",
+        "tta": ["hflip"],
+        "calibration": shipped_post,
+    }
+    metadata["data"] = {
+        "source": "Kaggle Ultrasound Nerve Segmentation (2016), Kaggle layout",
+        "frames": len(data),
+        "subjects": sorted(int(s) for s in np.unique(data.subjects)),
+        "nerve_present_frames": int(sum(m.any() for m in data.full_masks)),
+    }
     metadata["folds"] = [{"fold": k, "subjects": f} for k, f in enumerate(folds)]
-    metadata["figures"] = {"evaluation": "subject-held-out, cross-fitted calibration", "per_fold": per_fold,
-                           "mean": mean}
+    metadata["figures"] = {
+        "evaluation": "subject-held-out, cross-fitted calibration",
+        "per_fold": per_fold,
+        "mean": mean,
+    }
 
     if args.final_epochs is not None:
         model = train_final(data, arch, spec, cfg, args)
         metadata["final_epochs"] = args.final_epochs
         metadata["training"]["backend"] = json.loads((args.out / "final" / "final.json").read_text())["backend"]
-        metadata["shipped_weights"] = (f"trained on all {len(np.unique(data.subjects))} subjects "
-                                       f"({final_schedule_words(args)}) after cross-validation")
+        metadata["shipped_weights"] = (
+            f"trained on all {len(np.unique(data.subjects))} subjects "
+            f"({final_schedule_words(args)}) after cross-validation"
+        )
     else:
         import keras
 
@@ -390,8 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         metadata["shipped_fold"] = args.ship_fold
         fold_info = json.loads((args.out / f"fold{args.ship_fold}" / "fold.json").read_text())
         metadata["training"]["backend"] = fold_info.get("backend", backend_version())
-        metadata["shipped_weights"] = (f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
-                                       f"its own held-out figures are fold {args.ship_fold}'s row")
+        metadata["shipped_weights"] = (
+            f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
+            f"its own held-out figures are fold {args.ship_fold}'s row"
+        )
     notes = NOTES.read_text() if NOTES.exists() else ""
     targets = [args.out / "model"] + ([MODEL_DIR] if args.install else [])
     for target in targets:

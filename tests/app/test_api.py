@@ -30,8 +30,18 @@ def test_predict_default_fields(client, phantom_tiff):
     response = client.post("/predict", data=upload(phantom_tiff))
     assert response.status_code == 200
     body = response.get_json()
-    assert list(body) == ["nerve_present", "nerve_probability", "mask_area_px", "bbox", "width", "height",
-                          "mask_png", "rle", "model", "timing_ms"]
+    assert list(body) == [
+        "nerve_present",
+        "nerve_probability",
+        "mask_area_px",
+        "bbox",
+        "width",
+        "height",
+        "mask_png",
+        "rle",
+        "model",
+        "timing_ms",
+    ]
     assert (body["width"], body["height"]) == (580, 420)
     assert body["model"]["name"] == "unet-test" and len(body["model"]["sha256"]) == 64
     assert set(body["timing_ms"]) == {"decode", "infer", "total"}
@@ -74,8 +84,7 @@ def test_include_selects_fields(client, phantom_tiff):
 
 
 def test_raw_image_body_with_query_parameters(client, phantom_tiff):
-    response = client.post("/predict?include=rle&threshold=0.515", data=phantom_tiff,
-                           content_type="image/tiff")
+    response = client.post("/predict?include=rle&threshold=0.515", data=phantom_tiff, content_type="image/tiff")
     assert response.status_code == 200
     body = response.get_json()
     assert body["rle"] and "mask_png" not in body
@@ -86,13 +95,17 @@ def test_form_field_wins_over_query(client, phantom_tiff):
     assert "rle" in body and "mask_png" not in body
 
 
-@pytest.mark.parametrize("encode", [
-    lambda a: tiff_bytes(a.astype(np.uint16) * 257),
-    lambda a: tiff_bytes(np.stack([a] * 3, axis=-1)),
-    lambda a: pil_bytes(a, "PNG"),
-    lambda a: pil_bytes(a, "BMP"),
-    lambda a: tiff_bytes(np.stack([a, a])),  # multi-page: the first page is used
-], ids=["tiff16", "tiff_rgb", "png", "bmp", "tiff_multipage"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda a: tiff_bytes(a.astype(np.uint16) * 257),
+        lambda a: tiff_bytes(np.stack([a] * 3, axis=-1)),
+        lambda a: pil_bytes(a, "PNG"),
+        lambda a: pil_bytes(a, "BMP"),
+        lambda a: tiff_bytes(np.stack([a, a])),  # multi-page: the first page is used
+    ],
+    ids=["tiff16", "tiff_rgb", "png", "bmp", "tiff_multipage"],
+)
 def test_lossless_formats_give_the_same_mask(client, phantom_tiff, encode):
     reference = client.post("/predict", data=upload(phantom_tiff, threshold="0.515")).get_json()
     body = client.post("/predict", data=upload(encode(phantom(420, 580)), threshold="0.515")).get_json()
@@ -106,24 +119,39 @@ def test_jpeg_is_accepted(client):
 
 # -- errors: status and stable code for each ------------------------------------------------------------
 
+
 def truncated_png() -> bytes:
     data = pil_bytes(phantom(), "PNG")
     return data[: len(data) // 2]
 
 
-@pytest.mark.parametrize(("kwargs", "status", "code"), [
-    ({"data": {}}, 400, "missing_file"),
-    ({"data": upload(b"x", field="file")}, 400, "missing_file"),
-    ({"data": {"image": [(io.BytesIO(b"a"), "a.tif"), (io.BytesIO(b"b"), "b.tif")]}}, 400, "multiple_files"),
-    ({"data": upload(b"")}, 400, "empty_image"),
-    ({"data": upload(truncated_png())}, 400, "unreadable_image"),
-    ({"data": upload(b"plain text, not a TIFF")}, 415, "unsupported_image_format"),
-    ({"data": upload(pil_bytes(phantom(), "GIF"))}, 415, "unsupported_image_format"),
-    ({"data": b"plain text", "content_type": "text/plain"}, 415, "unsupported_media_type"),
-    ({"data": b"a=1", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
-    ({}, 400, "missing_file"),
-], ids=["no_fields", "wrong_field", "two_files", "empty", "truncated_png", "text", "gif", "text_body",
-        "urlencoded", "no_body"])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": {}}, 400, "missing_file"),
+        ({"data": upload(b"x", field="file")}, 400, "missing_file"),
+        ({"data": {"image": [(io.BytesIO(b"a"), "a.tif"), (io.BytesIO(b"b"), "b.tif")]}}, 400, "multiple_files"),
+        ({"data": upload(b"")}, 400, "empty_image"),
+        ({"data": upload(truncated_png())}, 400, "unreadable_image"),
+        ({"data": upload(b"plain text, not a TIFF")}, 415, "unsupported_image_format"),
+        ({"data": upload(pil_bytes(phantom(), "GIF"))}, 415, "unsupported_image_format"),
+        ({"data": b"plain text", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": b"a=1", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        ({}, 400, "missing_file"),
+    ],
+    ids=[
+        "no_fields",
+        "wrong_field",
+        "two_files",
+        "empty",
+        "truncated_png",
+        "text",
+        "gif",
+        "text_body",
+        "urlencoded",
+        "no_body",
+    ],
+)
 def test_bad_uploads(client, kwargs, status, code):
     response = client.post("/predict", **kwargs)
     assert response.status_code == status
@@ -179,14 +207,14 @@ def test_unexpected_failure_is_a_json_500(client, phantom_tiff, monkeypatch):
 
 # -- batch ----------------------------------------------------------------------------------------------
 
+
 def batch(*blobs: bytes, **fields) -> dict:
     return {"images": [(io.BytesIO(b), f"{i}.tif") for i, b in enumerate(blobs)], **fields}
 
 
 def test_batch_results_in_order_with_errors_in_place(client, phantom_tiff):
     small = tiff_bytes(phantom(120, 160, seed=1))
-    response = client.post("/predict/batch", data=batch(phantom_tiff, b"not an image", small, b"",
-                                                         threshold="0.515"))
+    response = client.post("/predict/batch", data=batch(phantom_tiff, b"not an image", small, b"", threshold="0.515"))
     assert response.status_code == 200
     results = response.get_json()["results"]
     assert [r.get("width") for r in results] == [580, None, 160, None]
@@ -217,6 +245,7 @@ def test_batch_limits_and_errors(app, client, monkeypatch, phantom_tiff):
 
 # -- health and model card ------------------------------------------------------------------------------
 
+
 def test_health_ready_and_model_card(app, client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -225,6 +254,9 @@ def test_health_ready_and_model_card(app, client):
     card = client.get("/api/model").get_json()
     assert card["model"] == ready.get_json()["model"] and card["runtime"] == "keras"
     assert card["metadata"]["postprocessing"]["threshold"] == 0.5
-    assert card["limits"] == {"max_upload_bytes": app.config["MAX_CONTENT_LENGTH"],
-                              "max_pixels": app.config["MAX_PIXELS"], "max_batch": app.config["MAX_BATCH"],
-                              "max_frames": app.config["MAX_FRAMES"]}
+    assert card["limits"] == {
+        "max_upload_bytes": app.config["MAX_CONTENT_LENGTH"],
+        "max_pixels": app.config["MAX_PIXELS"],
+        "max_batch": app.config["MAX_BATCH"],
+        "max_frames": app.config["MAX_FRAMES"],
+    }

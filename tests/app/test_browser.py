@@ -23,8 +23,15 @@ from tests.conftest import ROOT, phantom
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 THRESHOLD = "0.515"  # the untrained test model's map lies in 0.50..0.52; this cut gives a partial mask
 
@@ -85,8 +92,9 @@ def test_upload_draws_overlay_and_slider_changes_it(chromium, base_url, upload):
     assert re.fullmatch(r"[\d.]+ ms \(total [\d.]+ ms\)", page.inner_text("#timing"))
     for link in ("#download-mask", "#download-overlay"):
         assert page.get_attribute(link, "href").startswith("blob:")
-    assert page.evaluate("() => [document.getElementById('overlay-canvas').width, "
-                         "document.getElementById('overlay-canvas').height]") == [580, 420]
+    assert page.evaluate(
+        "() => [document.getElementById('overlay-canvas').width, document.getElementById('overlay-canvas').height]"
+    ) == [580, 420]
 
     default = page.evaluate(COUNT_TINTED)
     assert default > 1000, "the overlay is drawn"
@@ -166,8 +174,14 @@ def test_cine_loop_plays_with_a_presence_strip(app, chromium, base_url):
 
     frames = loop(6)
     data = multipage_tiff_bytes(frames)
-    expected = app.test_client().post("/predict", data={"image": (io.BytesIO(data), "loop.tif"), "frames": "all",
-                                                        "threshold": THRESHOLD, "include": ""}).get_json()
+    expected = (
+        app.test_client()
+        .post(
+            "/predict",
+            data={"image": (io.BytesIO(data), "loop.tif"), "frames": "all", "threshold": THRESHOLD, "include": ""},
+        )
+        .get_json()
+    )
     page = chromium.new_page(viewport={"width": 1200, "height": 900})
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
@@ -181,15 +195,15 @@ def test_cine_loop_plays_with_a_presence_strip(app, chromium, base_url):
     assert page.is_visible("#player")
     assert page.inner_text("#frame-label") == "Frame 1 of 6"
     classes = page.eval_on_selector_all("#presence-strip li", "cells => cells.map(c => c.className)")
-    assert [c.split()[0] for c in classes] == ["present" if f["nerve_present"] else "absent"
-                                               for f in expected["frames"]]
+    assert [c.split()[0] for c in classes] == [
+        "present" if f["nerve_present"] else "absent" for f in expected["frames"]
+    ]
     page.click("#presence-strip li:nth-child(4)")
     assert page.get_attribute("#overlay-canvas", "data-frame") == "3"
     assert page.inner_text("#frame-label") == "Frame 4 of 6"
     assert page.inner_text("#area") == f"{expected['frames'][3]['mask_area_px']} px"
     page.click("#play")
-    page.wait_for_function("() => document.getElementById('overlay-canvas').dataset.frame !== '3'",
-                           timeout=10_000)
+    page.wait_for_function("() => document.getElementById('overlay-canvas').dataset.frame !== '3'", timeout=10_000)
     page.click("#play")
     assert page.get_attribute("#play", "aria-pressed") == "false"
     ARTIFACTS.mkdir(exist_ok=True)

@@ -19,32 +19,75 @@ from model.artifact import MODEL_DIR
 
 def test_defaults():
     settings = settings_from_env({})
-    assert settings == {"MODEL_DIR": MODEL_DIR, "MODEL_LOADING": "eager", "SECRET_KEY": None, "API_TOKEN": None,
-                        "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES, "MAX_PIXELS": DEFAULT_MAX_PIXELS,
-                        "MAX_BATCH": DEFAULT_MAX_BATCH, "REQUEST_TIMEOUT": DEFAULT_REQUEST_TIMEOUT_S,
-                        "MAX_FRAMES": 300, "CINE_SMOOTHING": 1, "RUNTIME": "auto", "INFERENCE_THREADS": None}
+    assert settings == {
+        "MODEL_DIR": MODEL_DIR,
+        "MODEL_LOADING": "eager",
+        "SECRET_KEY": None,
+        "API_TOKEN": None,
+        "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
+        "MAX_PIXELS": DEFAULT_MAX_PIXELS,
+        "MAX_BATCH": DEFAULT_MAX_BATCH,
+        "REQUEST_TIMEOUT": DEFAULT_REQUEST_TIMEOUT_S,
+        "MAX_FRAMES": 300,
+        "CINE_SMOOTHING": 1,
+        "RUNTIME": "auto",
+        "INFERENCE_THREADS": None,
+    }
     assert DEFAULT_MAX_UPLOAD_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_BATCH == 32
 
 
 def test_values_from_environment():
-    settings = settings_from_env({"NERVE_MODEL_DIR": "/models/v2", "NERVE_MODEL_LOADING": "background",
-                                  "NERVE_SECRET_KEY": "k", "NERVE_API_TOKEN": "t", "NERVE_MAX_UPLOAD_BYTES": "1000",
-                                  "NERVE_MAX_PIXELS": " 2000 ", "NERVE_MAX_BATCH": "4", "NERVE_MAX_FRAMES": "50",
-                                  "NERVE_CINE_SMOOTHING": "3", "NERVE_REQUEST_TIMEOUT": "2.5",
-                                  "NERVE_RUNTIME": "keras", "NERVE_INFERENCE_THREADS": "1"})
-    assert settings == {"MODEL_DIR": Path("/models/v2"), "MODEL_LOADING": "background", "SECRET_KEY": "k",
-                        "API_TOKEN": "t", "MAX_CONTENT_LENGTH": 1000, "MAX_PIXELS": 2000, "MAX_BATCH": 4,
-                        "REQUEST_TIMEOUT": 2.5, "MAX_FRAMES": 50, "CINE_SMOOTHING": 3, "RUNTIME": "keras",
-                        "INFERENCE_THREADS": 1}
+    settings = settings_from_env(
+        {
+            "NERVE_MODEL_DIR": "/models/v2",
+            "NERVE_MODEL_LOADING": "background",
+            "NERVE_SECRET_KEY": "k",
+            "NERVE_API_TOKEN": "t",
+            "NERVE_MAX_UPLOAD_BYTES": "1000",
+            "NERVE_MAX_PIXELS": " 2000 ",
+            "NERVE_MAX_BATCH": "4",
+            "NERVE_MAX_FRAMES": "50",
+            "NERVE_CINE_SMOOTHING": "3",
+            "NERVE_REQUEST_TIMEOUT": "2.5",
+            "NERVE_RUNTIME": "keras",
+            "NERVE_INFERENCE_THREADS": "1",
+        }
+    )
+    assert settings == {
+        "MODEL_DIR": Path("/models/v2"),
+        "MODEL_LOADING": "background",
+        "SECRET_KEY": "k",
+        "API_TOKEN": "t",
+        "MAX_CONTENT_LENGTH": 1000,
+        "MAX_PIXELS": 2000,
+        "MAX_BATCH": 4,
+        "REQUEST_TIMEOUT": 2.5,
+        "MAX_FRAMES": 50,
+        "CINE_SMOOTHING": 3,
+        "RUNTIME": "keras",
+        "INFERENCE_THREADS": 1,
+    }
 
 
-@pytest.mark.parametrize(("name", "value"), [("NERVE_MAX_BATCH", "0"), ("NERVE_MAX_PIXELS", "lots"),
-                                             ("NERVE_MAX_UPLOAD_BYTES", "-5"), ("NERVE_MODEL_LOADING", "lazy"),
-                                             ("NERVE_REQUEST_TIMEOUT", "0"), ("NERVE_REQUEST_TIMEOUT", "nan"),
-                                             ("NERVE_REQUEST_TIMEOUT", "inf"), ("NERVE_REQUEST_TIMEOUT", "soon"),
-                                             ("NERVE_MAX_FRAMES", "0"), ("NERVE_CINE_SMOOTHING", "4"),
-                                             ("NERVE_CINE_SMOOTHING", "99"), ("NERVE_RUNTIME", "tensorrt"),
-                                             ("NERVE_INFERENCE_THREADS", "0"), ("NERVE_INFERENCE_THREADS", "2.5")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NERVE_MAX_BATCH", "0"),
+        ("NERVE_MAX_PIXELS", "lots"),
+        ("NERVE_MAX_UPLOAD_BYTES", "-5"),
+        ("NERVE_MODEL_LOADING", "lazy"),
+        ("NERVE_REQUEST_TIMEOUT", "0"),
+        ("NERVE_REQUEST_TIMEOUT", "nan"),
+        ("NERVE_REQUEST_TIMEOUT", "inf"),
+        ("NERVE_REQUEST_TIMEOUT", "soon"),
+        ("NERVE_MAX_FRAMES", "0"),
+        ("NERVE_CINE_SMOOTHING", "4"),
+        ("NERVE_CINE_SMOOTHING", "99"),
+        ("NERVE_RUNTIME", "tensorrt"),
+        ("NERVE_INFERENCE_THREADS", "0"),
+        ("NERVE_INFERENCE_THREADS", "2.5"),
+    ],
+)
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         settings_from_env({name: value})

@@ -15,11 +15,19 @@ from hypothesis import strategies as st
 from tests.fuzzing import FUZZ_MAX_PIXELS, files
 
 # About half the requests carry valid parameters, so most reach the decoder and the network.
-thresholds = st.one_of(st.none(), st.sampled_from(["0.3", "0.5", "0.9"]),
-                       st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=20))
-includes = st.one_of(st.none(), st.lists(st.sampled_from(["mask_png", "rle", "contours", "overlay_png",
-                                                          "probability_png", "image_png"]),
-                                         max_size=3).map(",".join), st.text(max_size=20))
+thresholds = st.one_of(
+    st.none(),
+    st.sampled_from(["0.3", "0.5", "0.9"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=20),
+)
+includes = st.one_of(
+    st.none(),
+    st.lists(
+        st.sampled_from(["mask_png", "rle", "contours", "overlay_png", "probability_png", "image_png"]), max_size=3
+    ).map(",".join),
+    st.text(max_size=20),
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +35,9 @@ def fuzz_client(app):
     return app.test_client()
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=files, threshold=thresholds, include=includes, raw_body=st.booleans())
 def test_predict_never_fails_with_a_500(app, fuzz_client, monkeypatch, data, threshold, include, raw_body):
     fields = {k: v for k, v in {"threshold": threshold, "include": include}.items() if v is not None}

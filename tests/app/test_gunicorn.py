@@ -47,18 +47,29 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.access_log = log.with_suffix(".access")
         env = {k: v for k, v in os.environ.items() if not k.startswith("NERVE_")}
-        env.update(PORT=str(self.port), NERVE_MODEL_DIR=str(model_dir), NERVE_WORKERS="2", NERVE_THREADS="2",
-                   NERVE_API_TOKEN=TOKEN,
-                   GUNICORN_CMD_ARGS=f"--access-logfile {self.access_log} --access-logformat '%(p)s %(U)s %(s)s'")
+        env.update(
+            PORT=str(self.port),
+            NERVE_MODEL_DIR=str(model_dir),
+            NERVE_WORKERS="2",
+            NERVE_THREADS="2",
+            NERVE_API_TOKEN=TOKEN,
+            GUNICORN_CMD_ARGS=f"--access-logfile {self.access_log} --access-logformat '%(p)s %(U)s %(s)s'",
+        )
         env.update(settings)
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                  urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
 
     def call(self, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(self.base + path, data=body, headers=headers or {})
@@ -98,8 +109,7 @@ def test_gunicorn_workers(tiny_model_dir, tmp_path):
     server = Server(tiny_model_dir, tmp_path / "gunicorn.log")
     try:
         # Both workers serving: fresh connections to /readyz until each pid has answered it.
-        server.wait(lambda: server.call("/readyz")[0] == 200 and len(server.serving_pids()) == 2,
-                    "both workers ready")
+        server.wait(lambda: server.call("/readyz")[0] == 200 and len(server.serving_pids()) == 2, "both workers ready")
         master = server.process.pid
         workers = worker_pids(master)
         assert len(workers) == 2
@@ -119,10 +129,17 @@ def test_gunicorn_workers(tiny_model_dir, tmp_path):
         # Real multipart parsing of a part over Werkzeug's 500 kB spooling size (a 16-bit 1160 x 840 TIFF).
         big = tiff_bytes(phantom(840, 1160).astype("uint16") * 257)
         boundary = "b0undary"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.tif\"\r\n"
-                "Content-Type: image/tiff\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
-        status, payload = server.call("/predict", body, {**auth, "Content-Type": f"multipart/form-data; "
-                                                                                 f"boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.tif"\r\n'
+                "Content-Type: image/tiff\r\n\r\n"
+            ).encode()
+            + big
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        status, payload = server.call(
+            "/predict", body, {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
         assert len(big) > 500_000 and status == 200 and b'"width":1160' in payload, payload[:300]
 
         # A killed worker is replaced, and the other one answers meanwhile.

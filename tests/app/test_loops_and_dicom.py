@@ -82,8 +82,14 @@ def test_frame_limit_is_a_413(app, client, monkeypatch):
     assert post(client, multipage_tiff_bytes(LOOP)).status_code == 200  # one frame asked: no loop limit
 
 
-@pytest.mark.parametrize(("fields", "word"), [({"frames": "every"}, "frames"), ({"frames": "all", "smoothing": "2"},
-                                               "smoothing"), ({"frames": "all", "smoothing": "x"}, "smoothing")])
+@pytest.mark.parametrize(
+    ("fields", "word"),
+    [
+        ({"frames": "every"}, "frames"),
+        ({"frames": "all", "smoothing": "2"}, "smoothing"),
+        ({"frames": "all", "smoothing": "x"}, "smoothing"),
+    ],
+)
 def test_bad_loop_parameters(client, fields, word):
     response = post(client, multipage_tiff_bytes(LOOP), **fields)
     assert response.status_code == 400 and code_of(response) == "invalid_parameter"
@@ -103,7 +109,9 @@ def test_compressed_dicom_is_a_clear_415_in_single_loop_and_batch(client):
         response = post(client, compressed_dicom_bytes(), **fields)
         assert response.status_code == 415 and code_of(response) == "unsupported_transfer_syntax"
         assert "JPEG Lossless" in response.get_json()["error"]["message"]
-    results = client.post("/predict/batch", data={"images": [(io.BytesIO(dicom_bytes(LOOP[0])), "a"),
-                                                             (io.BytesIO(compressed_dicom_bytes()), "b")]})
+    results = client.post(
+        "/predict/batch",
+        data={"images": [(io.BytesIO(dicom_bytes(LOOP[0])), "a"), (io.BytesIO(compressed_dicom_bytes()), "b")]},
+    )
     first, second = results.get_json()["results"]
     assert first["width"] == 160 and second["error"]["code"] == "unsupported_transfer_syntax"

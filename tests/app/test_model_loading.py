@@ -47,8 +47,11 @@ def test_background_loading_is_503_until_warmed_up(tiny_model_dir, phantom_tiff,
     monkeypatch.setattr(Segmenter, "load", classmethod(slow_load))
     client = create_app({"MODEL_DIR": tiny_model_dir, "MODEL_LOADING": "background"}).test_client()
     assert client.get("/healthz").status_code == 200
-    for response in (client.get("/readyz"), client.get("/api/model"),
-                     client.post("/predict", data=phantom_tiff, content_type="image/tiff")):
+    for response in (
+        client.get("/readyz"),
+        client.get("/api/model"),
+        client.post("/predict", data=phantom_tiff, content_type="image/tiff"),
+    ):
         assert response.status_code == 503
         assert response.get_json()["error"]["code"] == "model_not_ready"
     release.set()
@@ -70,8 +73,7 @@ def test_background_load_failure_is_reported_by_readyz(tiny_model_dir, monkeypat
     assert response.status_code == 503 and "bad zip" in response.get_json()["error"]["message"]
 
 
-def test_the_app_serves_through_onnxruntime_when_an_up_to_date_export_is_there(tiny_model_dir, tmp_path,
-                                                                               phantom_tiff):
+def test_the_app_serves_through_onnxruntime_when_an_up_to_date_export_is_there(tiny_model_dir, tmp_path, phantom_tiff):
     from model import onnx_export
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
@@ -79,12 +81,13 @@ def test_the_app_serves_through_onnxruntime_when_an_up_to_date_export_is_there(t
     answers = {}
     for runtime in ("auto", "keras"):
         client = create_app({"MODEL_DIR": folder, "RUNTIME": runtime, "INFERENCE_THREADS": 1}).test_client()
-        answers[runtime] = client.get("/readyz").get_json()["runtime"], client.post(
-            "/predict", data=phantom_tiff, content_type="image/tiff").get_json()
+        answers[runtime] = (
+            client.get("/readyz").get_json()["runtime"],
+            client.post("/predict", data=phantom_tiff, content_type="image/tiff").get_json(),
+        )
     assert answers["auto"][0] == "onnxruntime" and answers["keras"][0] == "keras"
     assert answers["auto"][1]["model"] == answers["keras"][1]["model"]  # the same weights, by sha256
-    assert answers["auto"][1]["nerve_probability"] == pytest.approx(answers["keras"][1]["nerve_probability"],
-                                                                    abs=1e-5)
+    assert answers["auto"][1]["nerve_probability"] == pytest.approx(answers["keras"][1]["nerve_probability"], abs=1e-5)
 
 
 def test_requiring_onnxruntime_without_an_export_stops_start_up(tiny_model_dir):

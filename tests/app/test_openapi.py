@@ -26,9 +26,10 @@ def response_validator(spec: dict, path: str, method: str, status: int) -> Draft
     assert str(status) in responses, f"{method.upper()} {path} does not document {status}"
     assert "schema" in responses[str(status)]["content"]["application/json"]
     registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
-    pointer = "/".join(part.replace("~", "~0").replace("/", "~1")
-                       for part in ("paths", path, method, "responses", str(status), "content", "application/json",
-                                    "schema"))
+    pointer = "/".join(
+        part.replace("~", "~0").replace("/", "~1")
+        for part in ("paths", path, method, "responses", str(status), "content", "application/json", "schema")
+    )
     return Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}"}, registry=registry)
 
 
@@ -97,14 +98,23 @@ def test_limit_errors_match_the_document(spec, app, client, monkeypatch):
 def test_schema_rejects_contract_drift(spec):
     """The schemas are strict enough to catch a renamed or extra field."""
     validator = response_validator(spec, "/predict", "post", 200)
-    good = {"nerve_present": False, "nerve_probability": 0.1, "mask_area_px": 0, "bbox": None, "width": 2,
-            "height": 2, "model": {"name": "m", "version": "1", "sha256": "0" * 64},
-            "timing_ms": {"decode": 1.0, "infer": 1.0, "total": 2.0}}
+    good = {
+        "nerve_present": False,
+        "nerve_probability": 0.1,
+        "mask_area_px": 0,
+        "bbox": None,
+        "width": 2,
+        "height": 2,
+        "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+        "timing_ms": {"decode": 1.0, "infer": 1.0, "total": 2.0},
+    }
     validator.validate(good)
-    validator.validate({"frame_count": 1, "smoothing_window": 1, "frames": [{"frame": 0, **good}],
-                        "timing_ms": good["timing_ms"]})
-    assert not validator.is_valid({"frame_count": 1, "smoothing_window": 1, "frames": [good],
-                                   "timing_ms": good["timing_ms"]}), "a loop frame needs its index"
+    validator.validate(
+        {"frame_count": 1, "smoothing_window": 1, "frames": [{"frame": 0, **good}], "timing_ms": good["timing_ms"]}
+    )
+    assert not validator.is_valid(
+        {"frame_count": 1, "smoothing_window": 1, "frames": [good], "timing_ms": good["timing_ms"]}
+    ), "a loop frame needs its index"
     assert not validator.is_valid({**good, "surprise": 1})
     assert not validator.is_valid({k: v for k, v in good.items() if k != "bbox"})
     assert not validator.is_valid({**good, "bbox": [1, 2, 3]})

@@ -45,15 +45,18 @@ def test_form_without_csrf_token_is_rejected(client, phantom_tiff):
 
 def test_form_post_renders_the_result_server_side(client, phantom_tiff):
     token = csrf_token(client)
-    response = client.post("/", data={"csrf_token": token, "threshold": "0.515",
-                                      "image": (io.BytesIO(phantom_tiff), "frame.tif")})
+    response = client.post(
+        "/", data={"csrf_token": token, "threshold": "0.515", "image": (io.BytesIO(phantom_tiff), "frame.tif")}
+    )
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    api = client.post("/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif"), "threshold": "0.515",
-                                        "include": "mask_png,overlay_png"}).get_json()
+    api = client.post(
+        "/predict",
+        data={"image": (io.BytesIO(phantom_tiff), "f.tif"), "threshold": "0.515", "include": "mask_png,overlay_png"},
+    ).get_json()
     assert "Nerve found" in page
-    assert f'{api["nerve_probability"]:.3f}' in page
-    assert f'{api["mask_area_px"]} px' in page
+    assert f"{api['nerve_probability']:.3f}" in page
+    assert f"{api['mask_area_px']} px" in page
     assert ", ".join(map(str, api["bbox"])) in page
     assert re.search(r'id="timing">[0-9.]+ ms \(total [0-9.]+ ms\)', page)
     np.testing.assert_array_equal(decode_png(data_url(page, "download-mask")), decode_png(api["mask_png"]))
@@ -67,8 +70,7 @@ def test_form_errors_are_shown_on_the_page(client, app, monkeypatch):
     assert response.status_code == 400 and "Choose an image file first." in response.get_data(as_text=True)
     response = client.post("/", data={"csrf_token": token, "image": (io.BytesIO(b"text"), "a.tif")})
     assert response.status_code == 415 and "not a supported image" in response.get_data(as_text=True)
-    response = client.post("/", data={"csrf_token": token, "threshold": "7",
-                                      "image": (io.BytesIO(b"text"), "a.tif")})
+    response = client.post("/", data={"csrf_token": token, "threshold": "7", "image": (io.BytesIO(b"text"), "a.tif")})
     assert response.status_code == 400 and "threshold must be" in response.get_data(as_text=True)
     monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 100)
     response = client.post("/", data={"csrf_token": token, "image": (io.BytesIO(b"x" * 1000), "a.tif")})
@@ -81,7 +83,8 @@ def test_page_failure_renders_a_page_not_a_traceback(client, phantom_tiff, monke
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr("app.pages.analyse", broken)
-    response = client.post("/", data={"csrf_token": csrf_token(client),
-                                      "image": (io.BytesIO(phantom_tiff), "frame.tif")})
+    response = client.post(
+        "/", data={"csrf_token": csrf_token(client), "image": (io.BytesIO(phantom_tiff), "frame.tif")}
+    )
     assert response.status_code == 500 and response.mimetype == "text/html"
     assert "secret internal detail" not in response.get_data(as_text=True)

@@ -52,8 +52,9 @@ def test_served_masks_equal_the_segmenters(shipped_model_dir, frames):
     reference = Segmenter.load(shipped_model_dir)
     for frame in frames:
         expected = reference.predict(read_image(frame))
-        response = client.post("/predict", data={"image": (io.BytesIO(frame.read_bytes()), frame.name),
-                                                 "include": "mask_png,rle,contours"})
+        response = client.post(
+            "/predict", data={"image": (io.BytesIO(frame.read_bytes()), frame.name), "include": "mask_png,rle,contours"}
+        )
         assert response.status_code == 200, response.get_json()
         body = response.get_json()
         np.testing.assert_array_equal(decode_png(body["mask_png"]) > 0, expected.mask > 0, err_msg=frame.name)
@@ -80,5 +81,6 @@ def test_the_containers_onnxruntime_path_gives_the_same_masks_as_keras(shipped_m
     for frame, a, b in zip(grays, fast.predict_many(grays), keras_run.predict_many(grays), strict=True):
         assert a.mask.shape == frame.shape
         np.testing.assert_array_equal(a.mask, b.mask)
-        assert a.nerve_present == b.nerve_present and a.nerve_probability == pytest.approx(b.nerve_probability,
-                                                                                          abs=1e-5)
+        assert a.nerve_present == b.nerve_present and a.nerve_probability == pytest.approx(
+            b.nerve_probability, abs=1e-5
+        )

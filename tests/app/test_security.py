@@ -35,8 +35,12 @@ def test_api_token_required_when_configured(client, token, phantom_tiff):
     def post(**headers):
         return client.post("/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif")}, headers=headers)
 
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"},
-                    {"X-CSRFToken": "forged"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {token}"},
+        {"X-CSRFToken": "forged"},
+    ):
         response = post(**headers)
         assert response.status_code == 401, headers
         assert response.get_json()["error"]["code"] == "unauthorized"
@@ -51,16 +55,18 @@ def test_api_token_required_when_configured(client, token, phantom_tiff):
 def test_page_script_authenticates_with_its_csrf_token(client, token, phantom_tiff):
     page = client.get("/").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    response = client.post("/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif")},
-                           headers={"X-CSRFToken": csrf})
+    response = client.post(
+        "/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif")}, headers={"X-CSRFToken": csrf}
+    )
     assert response.status_code == 200
 
 
 def test_uploads_stay_in_memory(app):
     """Werkzeug would spool a part over 500 kB to a temporary file; ours stay in memory."""
     big = b"\0" * 2_000_000
-    with app.test_request_context("/predict", method="POST",
-                                  data={"image": (io.BytesIO(big), "../../etc/passwd\0.tif")}):
+    with app.test_request_context(
+        "/predict", method="POST", data={"image": (io.BytesIO(big), "../../etc/passwd\0.tif")}
+    ):
         assert isinstance(request, InMemoryRequest)
         stream = request.files["image"].stream
         assert isinstance(stream, io.BytesIO) and stream.getvalue() == big
@@ -97,7 +103,10 @@ def test_api_token_is_compared_in_constant_time(client, token, phantom_tiff, mon
     calls = []
     real = hmac.compare_digest
     monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
-    response = client.post("/predict", data={"image": (io.BytesIO(phantom_tiff), "f.tif")},
-                           headers={"Authorization": "Bearer s3cret-tokeX"})
+    response = client.post(
+        "/predict",
+        data={"image": (io.BytesIO(phantom_tiff), "f.tif")},
+        headers={"Authorization": "Bearer s3cret-tokeX"},
+    )
     assert response.status_code == 401
     assert calls == [(b"s3cret-tokeX", token.encode())]

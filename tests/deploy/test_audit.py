@@ -28,25 +28,37 @@ def skipped(name: str, version: str) -> dict:
 
 
 def test_clean_and_vulnerable_pins_from_pip_audit():
-    report = ci_audit.audit({"dependencies": [{"name": "a", "version": "1.0", "vulns": []},
-                                              {"name": "b", "version": "1.0", "vulns": [VULN]}]}, set(), no_project)
+    report = ci_audit.audit(
+        {
+            "dependencies": [
+                {"name": "a", "version": "1.0", "vulns": []},
+                {"name": "b", "version": "1.0", "vulns": [VULN]},
+            ]
+        },
+        set(),
+        no_project,
+    )
     assert report.clean == ["a==1.0"]
     assert report.findings == ["b==1.0: PYSEC-2099-1 / CVE-2099-0001 (fixed in 2.0)"]
 
 
 @pytest.mark.parametrize("accepted", ["PYSEC-2099-1", "CVE-2099-0001"])
 def test_a_reviewed_vulnerability_is_accepted_by_id_or_alias(accepted):
-    report = ci_audit.audit({"dependencies": [{"name": "b", "version": "1.0", "vulns": [VULN]}]}, {accepted},
-                            no_project)
+    report = ci_audit.audit(
+        {"dependencies": [{"name": "b", "version": "1.0", "vulns": [VULN]}]}, {accepted}, no_project
+    )
     assert not report.findings and len(report.ignored) == 1
 
 
 def test_skipped_pins_are_audited_from_the_project_json_when_they_are_the_latest():
     pypi_record = {"id": "GHSA-xxxx", "aliases": [], "fixed_in": [], "details": "bad"}  # PyPI's own keys
-    projects = {"latest": {"info": {"version": "3.0"}, "vulnerabilities": [pypi_record]},
-                "older": {"info": {"version": "9.0"}, "vulnerabilities": []}}
-    report = ci_audit.audit({"dependencies": [skipped("latest", "3.0"), skipped("older", "1.0")]}, set(),
-                            projects.__getitem__)
+    projects = {
+        "latest": {"info": {"version": "3.0"}, "vulnerabilities": [pypi_record]},
+        "older": {"info": {"version": "9.0"}, "vulnerabilities": []},
+    }
+    report = ci_audit.audit(
+        {"dependencies": [skipped("latest", "3.0"), skipped("older", "1.0")]}, set(), projects.__getitem__
+    )
     assert report.findings == ["latest==3.0: GHSA-xxxx (no fixed release yet)"]
     assert report.unaudited == ["older==1.0: no per-release record here, and the latest is 9.0"]
 
@@ -68,8 +80,11 @@ def test_unreachable_service_fails_with_a_clear_message(monkeypatch, capsys):
 
 
 def test_findings_fail_the_run(monkeypatch, capsys):
-    monkeypatch.setattr(ci_audit, "run_pip_audit", lambda requirements: {
-        "dependencies": [{"name": "b", "version": "1.0", "vulns": [VULN]}]})
+    monkeypatch.setattr(
+        ci_audit,
+        "run_pip_audit",
+        lambda requirements: {"dependencies": [{"name": "b", "version": "1.0", "vulns": [VULN]}]},
+    )
     monkeypatch.setattr(ci_audit, "ignored_ids", lambda: set())
     monkeypatch.setattr("sys.argv", ["audit.py"])
     assert ci_audit.main() == 1

@@ -16,8 +16,15 @@ from tests.deploy import dockerfile
 ROOT = dockerfile.ROOT
 ENTRY_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
 #: What the image may contain: the service, the model, its page assets and the server config.
-ALLOWED_SOURCES = {"requirements.txt", "requirements-serve.txt", "app/", "model/", "templates/", "static/",
-                   "gunicorn.conf.py"}
+ALLOWED_SOURCES = {
+    "requirements.txt",
+    "requirements-serve.txt",
+    "app/",
+    "model/",
+    "templates/",
+    "static/",
+    "gunicorn.conf.py",
+}
 #: .dockerignore must keep these out of the build context (environments, runs, tests, data).
 MUST_IGNORE = [".venv", "runs", "tests", "training", "shared", "data", ".git"]
 
@@ -43,8 +50,7 @@ def test_dependencies_are_a_cached_layer_before_the_code():
     first_code_copy = next(i for i, (name, args) in enumerate(steps) if name == "COPY" and "app/" in args)
     before = steps[:first_code_copy]
     assert ("COPY", "requirements-serve.txt .") in before
-    assert any(name == "RUN" and "pip install" in args and "-r requirements-serve.txt" in args
-               for name, args in before)
+    assert any(name == "RUN" and "pip install" in args and "-r requirements-serve.txt" in args for name, args in before)
 
 
 def test_the_image_serves_an_onnx_export_made_at_build_time_without_tensorflow():
@@ -54,8 +60,9 @@ def test_the_image_serves_an_onnx_export_made_at_build_time_without_tensorflow()
     serving = dockerfile.serving_stage()
     export = steps[: len(steps) - len(serving)]
     assert ("RUN", "python -m model.onnx_export") in export
-    assert any(name == "COPY" and args.startswith("--from=") and args.endswith("model/unet.onnx")
-               for name, args in serving)
+    assert any(
+        name == "COPY" and args.startswith("--from=") and args.endswith("model/unet.onnx") for name, args in serving
+    )
     assert not any("requirements.txt" in args.replace("requirements-serve.txt", "") for _, args in serving)
     assert dockerfile.env().get("NERVE_RUNTIME") == "onnxruntime"
     lines = (line.split("#")[0].strip() for line in (ROOT / "requirements-serve.txt").read_text().splitlines())

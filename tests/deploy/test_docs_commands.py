@@ -71,7 +71,7 @@ def test_make_test_runs_the_whole_pytest_suite():
 def test_make_run_is_the_container_entry_command():
     line = next(line for line in recipe("run").splitlines() if "gunicorn" in line)
     argv = shlex.split(line.strip())
-    argv = argv[argv.index(next(a for a in argv if a.endswith("gunicorn"))):]
+    argv = argv[argv.index(next(a for a in argv if a.endswith("gunicorn"))) :]
     argv[0] = Path(argv[0]).name
     assert argv == dockerfile.cmd()
 

@@ -55,9 +55,13 @@ def call(url: str, body: bytes | None = None, content_type: str | None = None) -
 def multipart(field: str, filename: str, data: bytes, content_type: str) -> tuple[bytes, str]:
     boundary = "----entrycmd" + os.urandom(8).hex()
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-        f"Content-Type: {content_type}\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -89,8 +93,9 @@ def model_dir_env(request, tmp_path_factory) -> dict[str, str]:
     like the Dockerfile's export stage makes it, via the app's NERVE_MODEL_DIR; and the import blocker."""
     from model.onnx_export import export_copy
 
-    source = ROOT / "model" if (ROOT / "model" / "metadata.json").is_file() else request.getfixturevalue(
-        "tiny_model_dir")
+    source = (
+        ROOT / "model" if (ROOT / "model" / "metadata.json").is_file() else request.getfixturevalue("tiny_model_dir")
+    )
     folder = export_copy(source, tmp_path_factory.mktemp("image") / "model")
     blocker = tmp_path_factory.mktemp("no_tensorflow")
     (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW)
@@ -110,8 +115,15 @@ def test_dockerfile_entry_command_serves_readyz_and_predict(model_dir_env, tmp_p
     base = f"http://127.0.0.1:{port}"
 
     with open(log, "wb") as log_file:
-        server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         started = time.monotonic()
         status = None
@@ -159,9 +171,24 @@ def test_the_folder_cli_runs_in_the_serving_image_without_tensorflow(model_dir_e
     (src / "b.tif").write_bytes(b"not a tiff")
     env = {key: value for key, value in os.environ.items() if not key.startswith("NERVE_")}
     env["PYTHONPATH"] = os.pathsep.join([model_dir_env["PYTHONPATH"], str(ROOT)])
-    done = subprocess.run([sys.executable, "-m", "model.predict", "--input", str(src), "--out", str(tmp_path / "out"),
-                           "--model", model_dir_env["NERVE_MODEL_DIR"]], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model.predict",
+            "--input",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            model_dir_env["NERVE_MODEL_DIR"],
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr[-2000:]  # b.tif is unreadable; a.tif is predicted
     assert "b.tif" in done.stderr and "not installed" not in done.stderr
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()

@@ -50,8 +50,7 @@ def segmenter(tiny_model_dir):
 
 def test_predict_sequence_without_smoothing_equals_predict_many(segmenter):
     grays = list(loop(5) / 255.0)
-    for plain, seq in zip(segmenter.predict_many(grays, 0.515), segmenter.predict_sequence(grays, 0.515),
-                          strict=True):
+    for plain, seq in zip(segmenter.predict_many(grays, 0.515), segmenter.predict_sequence(grays, 0.515), strict=True):
         np.testing.assert_array_equal(plain.mask, seq.mask)
         np.testing.assert_array_equal(plain.probability, seq.probability)
 

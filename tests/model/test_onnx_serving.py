@@ -81,10 +81,12 @@ def test_unknown_runtime_is_refused(tiny_model_dir):
 
 def test_serving_through_onnxruntime_never_imports_tensorflow(exported_dir):
     """The point of the export: a process that serves through it skips TensorFlow's seconds and ~600 MB."""
-    code = ("import sys, numpy as np; from model.segmenter import Segmenter; "
-            f"s = Segmenter.load({str(exported_dir)!r}, runtime='onnxruntime'); "
-            "s.predict(np.zeros((60, 80), np.float32)); "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, numpy as np; from model.segmenter import Segmenter; "
+        f"s = Segmenter.load({str(exported_dir)!r}, runtime='onnxruntime'); "
+        "s.predict(np.zeros((60, 80), np.float32)); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -23,8 +23,7 @@ def test_predicts_a_folder_and_reports_bad_files(tiny_model_dir, tmp_path, capsy
     (src / "d.dcm").write_bytes(dicom_bytes(loop(3)))  # multi-frame DICOM: its first frame
     (src / "e.dcm").write_bytes(compressed_dicom_bytes())
     out = tmp_path / "out"
-    code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir),
-                         "--threshold", "0.3"])
+    code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "0.3"])
     assert code == 1  # one file failed
     rows = {r["file"]: r for r in csv.DictReader((out / "predictions.csv").read_text().splitlines())}
     assert set(rows) == {"a.tif", "b.png", "c.jpg", "d.dcm", "e.dcm"}
@@ -59,14 +58,36 @@ def test_all_frames_of_multi_frame_files_get_a_row_and_a_mask_each(tiny_model_di
     Image.fromarray(phantom(120, 160, seed=4)).save(src / "single.png")
     (src / "too_long.tif").write_bytes(multipage_tiff_bytes(loop(7)))
     out = tmp_path / "out"
-    code = predict.main(["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir),
-                         "--threshold", "0.3", "--frames", "all", "--max-frames", "6"])
+    code = predict.main(
+        [
+            "--input",
+            str(src),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--threshold",
+            "0.3",
+            "--frames",
+            "all",
+            "--max-frames",
+            "6",
+        ]
+    )
     assert code == 1  # too_long.tif is over --max-frames
     rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
     assert [(r["file"], r["frame"]) for r in rows] == [
-        ("clip.dcm", "0"), ("clip.dcm", "1"), ("clip.dcm", "2"),
-        ("pages.tif", "0"), ("pages.tif", "1"), ("pages.tif", "2"), ("pages.tif", "3"), ("pages.tif", "4"),
-        ("single.png", "0"), ("too_long.tif", "0")]
+        ("clip.dcm", "0"),
+        ("clip.dcm", "1"),
+        ("clip.dcm", "2"),
+        ("pages.tif", "0"),
+        ("pages.tif", "1"),
+        ("pages.tif", "2"),
+        ("pages.tif", "3"),
+        ("pages.tif", "4"),
+        ("single.png", "0"),
+        ("too_long.tif", "0"),
+    ]
     assert "too_long.tif" in rows[-1]["error"] and "7 frames" in rows[-1]["error"]
     seg = Segmenter.load(tiny_model_dir)
     expected = seg.predict_many([f / 255.0 for f in frames], threshold=0.3)

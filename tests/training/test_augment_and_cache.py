@@ -87,8 +87,9 @@ def test_cache_round_trip(small_folder, tmp_path):
     np.testing.assert_array_equal(back.masks, data.masks)
     for a, b in zip(back.full_masks, data.full_masks, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert [(p.subject, p.frame, p.image.name) for p in back.pairs] == \
-           [(p.subject, p.frame, p.image.name) for p in data.pairs]
+    assert [(p.subject, p.frame, p.image.name) for p in back.pairs] == [
+        (p.subject, p.frame, p.image.name) for p in data.pairs
+    ]
 
 
 def test_cache_errors_name_the_file(small_folder, tmp_path):

@@ -13,12 +13,15 @@ def image(*pixels, shape=(4, 4)):
     return out
 
 
-@pytest.mark.parametrize(("truth", "pred", "expected"), [
-    (image((0, 0), (0, 1), (1, 0), (1, 1)), image((0, 0), (0, 1), (1, 0), (1, 1)), 0.0),  # identical
-    (image((0, 0), (0, 1)), image((3, 3)), 1.0),  # disjoint: IoU 0
-    (image((0, 0), (0, 1), (1, 0), (1, 1)), image((0, 0), (0, 1), (2, 2), (2, 3)), 1 - 2 / 6),  # IoU 2/6
-    (image(), image((1, 1)), 1.0),  # nerve predicted where there is none
-])
+@pytest.mark.parametrize(
+    ("truth", "pred", "expected"),
+    [
+        (image((0, 0), (0, 1), (1, 0), (1, 1)), image((0, 0), (0, 1), (1, 0), (1, 1)), 0.0),  # identical
+        (image((0, 0), (0, 1)), image((3, 3)), 1.0),  # disjoint: IoU 0
+        (image((0, 0), (0, 1), (1, 0), (1, 1)), image((0, 0), (0, 1), (2, 2), (2, 3)), 1 - 2 / 6),  # IoU 2/6
+        (image(), image((1, 1)), 1.0),  # nerve predicted where there is none
+    ],
+)
 def test_lovasz_on_hard_masks_is_one_minus_iou(truth, pred, expected):
     assert float(np.asarray(lovasz_loss(truth, pred))[0]) == pytest.approx(expected, abs=1e-6)
 

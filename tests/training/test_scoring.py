@@ -54,8 +54,12 @@ def test_without_empty_frames_the_largest_harmless_gate_is_chosen():
 def test_summary_figures_by_hand():
     from training.scoring import FrameScore
 
-    scores = [FrameScore(0.8, True, True), FrameScore(0.0, True, False),
-              FrameScore(1.0, False, False), FrameScore(0.0, False, True)]
+    scores = [
+        FrameScore(0.8, True, True),
+        FrameScore(0.0, True, False),
+        FrameScore(1.0, False, False),
+        FrameScore(0.0, False, True),
+    ]
     s = summarise(scores)
     assert s["nerve_present_dice"] == 0.4 and s["kaggle_dice"] == 0.45
     assert s["presence_recall"] == 0.5 and s["empty_kept_empty"] == 1 and s["empty_specificity"] == 0.5

@@ -34,8 +34,19 @@ def held_out_subject(metadata: dict) -> int:
 def test_metadata_describes_the_artifact(shipped):
     meta = shipped.metadata
     assert meta["weights"]["bytes"] <= 10 * 1024 * 1024
-    for key in ("version", "changelog", "input", "output", "architecture", "versions", "seed", "data",
-                "folds", "figures", "shipped_weights"):
+    for key in (
+        "version",
+        "changelog",
+        "input",
+        "output",
+        "architecture",
+        "versions",
+        "seed",
+        "data",
+        "folds",
+        "figures",
+        "shipped_weights",
+    ):
         assert key in meta, key
     assert (MODEL_DIR / "MODEL_CARD.md").exists()
 
@@ -50,8 +61,12 @@ def test_shipped_model_scores_on_a_real_subject_and_matches_the_evaluation_cli(s
             scores.append(dice(shipped.predict(read_image(pair.image)).mask, truth))
     assert np.mean(scores) >= 0.7, f"subject {subject}: nerve-present Dice {np.mean(scores):.3f}"
 
-    assert evaluate.main(["--data", str(data_dir), "--model", str(MODEL_DIR), "--out", str(tmp_path),
-                          "--subjects", str(subject)]) == 0
+    assert (
+        evaluate.main(
+            ["--data", str(data_dir), "--model", str(MODEL_DIR), "--out", str(tmp_path), "--subjects", str(subject)]
+        )
+        == 0
+    )
     row = next(csv.DictReader((tmp_path / "per_image.csv").read_text().splitlines()))
     pred = shipped.predict(read_image(data_dir / "train" / row["image"]))
     assert rle_encode(pred.mask) == row["rle"]

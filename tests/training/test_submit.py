@@ -52,8 +52,12 @@ class HandMadeSegmenter:
     def predict_many(self, grays, threshold=None):
         from model.postprocessing import Prediction
 
-        return [Prediction(mask=self.masks.pop(0), probability=np.zeros(g.shape, np.float32), nerve_probability=0.0,
-                           threshold=0.5) for g in grays]
+        return [
+            Prediction(
+                mask=self.masks.pop(0), probability=np.zeros(g.shape, np.float32), nerve_probability=0.0, threshold=0.5
+            )
+            for g in grays
+        ]
 
 
 def test_csv_holds_the_kaggle_rle_of_hand_made_masks(tmp_path, monkeypatch):

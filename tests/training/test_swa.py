@@ -11,16 +11,31 @@ from training import train
 from training.fit import TrainConfig, learning_rate_schedule
 from training.swa import ConstantTail, WeightAverage, reestimate_batchnorm
 
-ARGS = ["--folds", "2", "--batch-size", "6", "--height", "32", "--width", "48", "--filters", "4", "--depth", "2",
-        "--val-fraction", "0"]
+ARGS = [
+    "--folds",
+    "2",
+    "--batch-size",
+    "6",
+    "--height",
+    "32",
+    "--width",
+    "48",
+    "--filters",
+    "4",
+    "--depth",
+    "2",
+    "--val-fraction",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
 def base_run(phantom_data, tmp_path_factory):  # noqa: F811
     """A finished run (folds and final model) for an SWA tail to continue."""
     out = tmp_path_factory.mktemp("base")
-    assert train.main(["--data", str(phantom_data), "--out", str(out), *ARGS, "--epochs", "1",
-                       "--final-epochs", "1"]) == 0
+    assert (
+        train.main(["--data", str(phantom_data), "--out", str(out), *ARGS, "--epochs", "1", "--final-epochs", "1"]) == 0
+    )
     return out
 
 
@@ -74,10 +89,12 @@ def test_batchnorm_statistics_become_the_mean_of_the_batch_statistics():
     batches = [rng.normal(loc, scale, (8, 4)).astype(np.float32) for loc, scale in ((1, 1), (5, 2), (-3, 0.5))]
 
     assert reestimate_batchnorm(model, iter(batches)) == 3
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean),
-                               np.mean([b.mean(axis=0) for b in batches], axis=0), rtol=1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
-                               np.mean([b.var(axis=0) for b in batches], axis=0), rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_mean), np.mean([b.mean(axis=0) for b in batches], axis=0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_variance), np.mean([b.var(axis=0) for b in batches], axis=0), rtol=1e-4
+    )
     assert layer.momentum == 0.9
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.gamma), gamma_before)
 
@@ -98,8 +115,26 @@ def test_the_schedule_is_the_cosine_then_the_constant_rate():
 def test_a_fit_with_swa_keeps_the_average_with_fresh_batchnorm(phantom_data, base_run, tmp_path):  # noqa: F811
     """An SWA tail fine-tuned onto every model of an earlier run: the kept weights are the saved average."""
     tuned = tmp_path / "swa"
-    assert train.main(["--data", str(phantom_data), "--out", str(tuned), *ARGS, "--init-run", str(base_run),
-                       "--epochs", "0", "--swa-epochs", "2", "--final-epochs", "0"]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(phantom_data),
+                "--out",
+                str(tuned),
+                *ARGS,
+                "--init-run",
+                str(base_run),
+                "--epochs",
+                "0",
+                "--swa-epochs",
+                "2",
+                "--final-epochs",
+                "0",
+            ]
+        )
+        == 0
+    )
     for part in ("fold0", "fold1", "final"):
         saved = np.load(tuned / part / "swa.npz")
         assert int(saved["count"]) == 2
@@ -109,8 +144,9 @@ def test_a_fit_with_swa_keeps_the_average_with_fresh_batchnorm(phantom_data, bas
         start = keras.models.load_model(base_run / part / "best.keras", compile=False)
         norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
         start_norm = start.get_layer(norm.name)
-        assert not np.allclose(keras.ops.convert_to_numpy(norm.moving_mean),
-                               keras.ops.convert_to_numpy(start_norm.moving_mean))
+        assert not np.allclose(
+            keras.ops.convert_to_numpy(norm.moving_mean), keras.ops.convert_to_numpy(start_norm.moving_mean)
+        )
     meta = json.loads((tuned / "model" / "metadata.json").read_text())
     assert meta["training"]["swa_epochs"] == 2 and "SWA" in meta["training"]["schedule"]
     assert meta["training"]["fine_tuned_from"]["epochs"] == 1
@@ -121,18 +157,41 @@ def test_a_fit_with_swa_keeps_the_average_with_fresh_batchnorm(phantom_data, bas
 
 def test_an_swa_tail_for_the_final_model_needs_the_init_runs_final_model(phantom_data, tmp_path, capsys):  # noqa: F811
     first = tmp_path / "first"
-    assert train.main(["--data", str(phantom_data), "--out", str(first), *ARGS, "--epochs", "1",
-                       "--only-fold", "0"]) == 0
-    assert train.main(["--data", str(phantom_data), "--out", str(tmp_path / "t"), *ARGS, "--init-run", str(first),
-                       "--epochs", "0", "--swa-epochs", "1", "--final-epochs", "0", "--only-final"]) == 2
+    assert (
+        train.main(["--data", str(phantom_data), "--out", str(first), *ARGS, "--epochs", "1", "--only-fold", "0"]) == 0
+    )
+    assert (
+        train.main(
+            [
+                "--data",
+                str(phantom_data),
+                "--out",
+                str(tmp_path / "t"),
+                *ARGS,
+                "--init-run",
+                str(first),
+                "--epochs",
+                "0",
+                "--swa-epochs",
+                "1",
+                "--final-epochs",
+                "0",
+                "--only-final",
+            ]
+        )
+        == 2
+    )
     assert f"{first / 'final' / 'best.keras'}: missing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--epochs", "0"], "--epochs 0 trains nothing without --swa-epochs"),
-    (["--epochs", "1", "--final-epochs", "0"], "--final-epochs 0 trains nothing without --swa-epochs"),
-    (["--epochs", "1", "--swa-epochs", "-1"], "--swa-epochs must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--epochs", "0"], "--epochs 0 trains nothing without --swa-epochs"),
+        (["--epochs", "1", "--final-epochs", "0"], "--final-epochs 0 trains nothing without --swa-epochs"),
+        (["--epochs", "1", "--swa-epochs", "-1"], "--swa-epochs must be >= 0"),
+    ],
+)
 def test_a_schedule_that_trains_nothing_is_refused(phantom_data, tmp_path, capsys, extra, message):  # noqa: F811
     assert train.main(["--data", str(phantom_data), "--out", str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
@@ -142,8 +201,26 @@ def test_the_same_seed_gives_the_same_swa_model_on_the_cpu(phantom_data, base_ru
     """The SWA tail (shuffles, augmentation, average, BatchNorm pass) is as reproducible as the rest of a fit."""
     weights = []
     for name in ("a", "b"):
-        assert train.main(["--data", str(phantom_data), "--out", str(tmp_path / name), *ARGS, "--init-run",
-                           str(base_run), "--epochs", "0", "--swa-epochs", "2", "--only-fold", "0"]) == 0
+        assert (
+            train.main(
+                [
+                    "--data",
+                    str(phantom_data),
+                    "--out",
+                    str(tmp_path / name),
+                    *ARGS,
+                    "--init-run",
+                    str(base_run),
+                    "--epochs",
+                    "0",
+                    "--swa-epochs",
+                    "2",
+                    "--only-fold",
+                    "0",
+                ]
+            )
+            == 0
+        )
         weights.append(keras.models.load_model(tmp_path / name / "fold0" / "best.keras", compile=False).get_weights())
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)
@@ -152,8 +229,24 @@ def test_the_same_seed_gives_the_same_swa_model_on_the_cpu(phantom_data, base_ru
 def test_a_fit_from_scratch_runs_the_cosine_epochs_then_averages_the_swa_epochs(phantom_data, tmp_path):  # noqa: F811
     """`make train`'s shape: --epochs N --swa-epochs M is one fit of N + M epochs; only the last M are averaged."""
     out = tmp_path / "scratch"
-    assert train.main(["--data", str(phantom_data), "--out", str(out), *ARGS, "--epochs", "2", "--swa-epochs", "1",
-                       "--only-fold", "0"]) == 0
+    assert (
+        train.main(
+            [
+                "--data",
+                str(phantom_data),
+                "--out",
+                str(out),
+                *ARGS,
+                "--epochs",
+                "2",
+                "--swa-epochs",
+                "1",
+                "--only-fold",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert len((out / "fold0" / "log.csv").read_text().strip().splitlines()) == 1 + 3  # header + 3 epochs
     saved = np.load(out / "fold0" / "swa.npz")
     assert int(saved["count"]) == 1 and int(saved["last_epoch"]) == 2

@@ -33,9 +33,28 @@ def phantom_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(phantom_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    args = ["--data", str(phantom_data), "--out", str(out), "--folds", "2", "--epochs", "1",
-            "--batch-size", "6", "--height", "32", "--width", "48", "--filters", "4", "--depth", "2",
-            "--val-fraction", "0.5"]
+    args = [
+        "--data",
+        str(phantom_data),
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--filters",
+        "4",
+        "--depth",
+        "2",
+        "--val-fraction",
+        "0.5",
+    ]
     assert train.main(args) == 0
     return out, args
 
@@ -72,8 +91,10 @@ def test_evaluate_cli_reports_the_segmenter_masks(run_dir, phantom_data, tmp_pat
     rows = list(csv.DictReader((tmp_path / "per_image.csv").read_text().splitlines()))
     assert len(rows) == 16
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["runtime"] == "keras" and summary["model"]["sha256"] == json.loads(
-        (out / "model" / "metadata.json").read_text())["weights"]["sha256"]
+    assert (
+        summary["runtime"] == "keras"
+        and summary["model"]["sha256"] == json.loads((out / "model" / "metadata.json").read_text())["weights"]["sha256"]
+    )
     assert summary["empty_frames"] == 2 and set(summary["per_subject"]) == {"1", "2", "3", "4"}
     assert (tmp_path / "overlays.png").exists() and (tmp_path / "subject_dice.png").exists()
     segmenter = Segmenter.load(out / "model")
@@ -98,8 +119,28 @@ def test_train_only_on_a_cache_then_finish_on_the_folder(phantom_data, tmp_path,
     cache_file = tmp_path / "frames.npz"
     assert cache.main(["--data", str(phantom_data), "--out", str(cache_file), "--height", "32", "--width", "48"]) == 0
     out = tmp_path / "run"
-    common = ["--out", str(out), "--folds", "2", "--epochs", "1", "--batch-size", "6", "--height", "32",
-              "--width", "48", "--filters", "4", "--depth", "2", "--val-fraction", "0.5", "--final-epochs", "1"]
+    common = [
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--filters",
+        "4",
+        "--depth",
+        "2",
+        "--val-fraction",
+        "0.5",
+        "--final-epochs",
+        "1",
+    ]
     assert train.main(["--data", str(cache_file), *common, "--train-only"]) == 0
     assert (out / "fold0" / "best.keras").exists() and (out / "final" / "final.json").exists()
     assert not (out / "fold0" / "oof.npz").exists() and not (out / "model").exists()
@@ -150,8 +191,18 @@ def test_fine_tuning_starts_each_model_from_the_init_run(run_dir, tmp_path):
 
     out, args = run_dir
     tuned = tmp_path / "tuned"
-    tuned_args = [*args[:2], "--out", str(tuned), *args[4:], "--loss", "lovasz", "--init-run", str(out),
-                  "--lr", "1e-12"]
+    tuned_args = [
+        *args[:2],
+        "--out",
+        str(tuned),
+        *args[4:],
+        "--loss",
+        "lovasz",
+        "--init-run",
+        str(out),
+        "--lr",
+        "1e-12",
+    ]
     assert train.main(tuned_args) == 0
     for k in (0, 1):
         start = keras.models.load_model(out / f"fold{k}" / "best.keras", compile=False)
@@ -165,8 +216,21 @@ def test_fine_tuning_starts_each_model_from_the_init_run(run_dir, tmp_path):
 
 def test_an_init_run_with_other_folds_is_refused(run_dir, tmp_path, capsys):
     out, args = run_dir
-    base = [*args[:2], "--out", str(tmp_path / "t"), "--epochs", "1", "--height", "32", "--width", "48",
-            "--filters", "4", "--depth", "2"]
+    base = [
+        *args[:2],
+        "--out",
+        str(tmp_path / "t"),
+        "--epochs",
+        "1",
+        "--height",
+        "32",
+        "--width",
+        "48",
+        "--filters",
+        "4",
+        "--depth",
+        "2",
+    ]
     assert train.main([*base, "--folds", "3", "--init-run", str(out)]) == 2
     assert "folds differ" in capsys.readouterr().err
     assert train.main([*base, "--folds", "2", "--init-run", str(tmp_path)]) == 2
@@ -180,9 +244,30 @@ def test_the_same_seed_trains_the_same_weights_on_the_cpu(phantom_data, tmp_path
 
     weights = []
     for run in ("a", "b"):
-        args = ["--data", str(phantom_data), "--out", str(tmp_path / run), "--folds", "2", "--only-fold", "0",
-                "--epochs", "2", "--batch-size", "4", "--height", "32", "--width", "48", "--filters", "4",
-                "--depth", "2", "--val-fraction", "0"]
+        args = [
+            "--data",
+            str(phantom_data),
+            "--out",
+            str(tmp_path / run),
+            "--folds",
+            "2",
+            "--only-fold",
+            "0",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--height",
+            "32",
+            "--width",
+            "48",
+            "--filters",
+            "4",
+            "--depth",
+            "2",
+            "--val-fraction",
+            "0",
+        ]
         assert train.main(args) == 0
         weights.append(keras.models.load_model(tmp_path / run / "fold0" / "best.keras", compile=False).get_weights())
     assert len(weights[0]) == len(weights[1])
