@@ -3,7 +3,7 @@
 #   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
 #   make onnx       export model/unet.keras to model/unet.onnx, which serving runs through onnxruntime
 #   make test       the whole test suite (installs Debian chromium for the browser test when root)
-#   make train      5-fold cross-validated training on $(DATA) + the all-subject model, installed into model/
+#   make train      the shipped recipe (training/recipes/) on $(DATA) into $(RUN): 5 folds + the final model, installed
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
 #   make lint       ruff check, ruff format --check, and hadolint on the Dockerfile
@@ -61,8 +61,7 @@ test: venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 train: venv
-	$(PY) -m training.train --data $(DATA) --out $(RUN) --folds 5 --height 96 --width 128 --filters 16 --depth 4 \
-		--epochs 60 --val-fraction 0 --final-epochs 60 --swa-epochs 5 --swa-lr 2e-3 --install
+	$(PY) -m training.train --data $(DATA) --out $(RUN) --install
 
 evaluate: venv
 	$(PY) -m training.evaluate --data $(DATA) --model model --out runs/eval

@@ -33,6 +33,7 @@ def main() -> None:
 
     from training.data import Dataset, Pair
     from training.fit import Batches
+    from training.recipe import artifact_augmentation, load_recipe
 
     meta = load_metadata(args.model_dir)
     arch_fields = {k: meta["architecture"][k] for k in ("height", "width", "base_filters", "depth", "dropout")}
@@ -53,7 +54,8 @@ def main() -> None:
 
     model = build_unet(arch)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=bce_dice_loss, metrics=[kaggle_dice])
-    batches = Batches(data, spec, batch, train=True, seed=0, augment=True)
+    ranges = artifact_augmentation(meta) or load_recipe().train.augmentation
+    batches = Batches(data, spec, batch, train=True, seed=0, augment=ranges)
     for i in range(3):
         model.train_on_batch(*batches[i])
     start = time.perf_counter()

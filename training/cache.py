@@ -3,9 +3,9 @@
     python -m training.cache --data ../shared/data/ultrasound-nerve --out runs/train-96x128.npz \
         --height 96 --width 128
 
-The 2,043 shared frames are 100 MB of TIFFs; at the model's input size, with images stored as float16
-(largest error 2.4e-4, a sixteenth of one 8-bit grey level) and masks as bits, they are about 40 MB, small
-enough to send to a GPU machine. `python -m training.train --data FILE.npz` reads it like a folder. The file
+Frames at the model's input size, images as float16 (well under one 8-bit grey level of error) and masks as
+bits, make a file a fraction of the TIFFs' size, small enough to send to a GPU machine (sizes and the largest
+error: docs/training.md). `python -m training.train --data FILE.npz` reads it like a folder. The file
 reproduces the images: it belongs in runs/ (ignored by git) and never in the repository.
 """
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from model.architecture import UNetConfig, build_unet
 from model.preprocessing import InputSpec, standardise
-from training.augment import augment_batch
+from training.augment import Augmentation, augment_batch
 from training.data import Dataset
 from training.losses import LOSSES, kaggle_dice
 from training.swa import ConstantTail, WeightAverage, reestimate_batchnorm
@@ -29,31 +29,43 @@ MONITOR = "val_kaggle_dice"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    min_lr_fraction: float = 0.01
-    warmup_epochs: int = 1
-    patience: int = 6
-    seed: int = 42
-    augment: bool = True
-    loss: str = "bce_dice"
-    swa_epochs: int = 0  # after `epochs`: this many at swa_learning_rate, their end-of-epoch weights averaged
-    swa_learning_rate: float = 2e-3
+    """How one model is fitted. No defaults here: every value comes from the recipe (training/recipe.py)."""
+
+    epochs: int  # cosine schedule, warm-up included
+    batch_size: int
+    learning_rate: float  # the cosine schedule's peak
+    min_lr_fraction: float
+    warmup_epochs: int
+    patience: int  # early stopping, only with validation frames and no SWA tail
+    seed: int
+    augment: bool
+    loss: str  # a key of training.losses.LOSSES
+    swa_epochs: int  # after `epochs`: this many at swa_learning_rate, their end-of-epoch weights averaged
+    swa_learning_rate: float
+    augmentation: Augmentation  # its ranges, applied when `augment`
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(sorted(LOSSES))}")
+        if self.batch_size < 1 or self.warmup_epochs < 0 or self.patience < 1:
+            raise ValueError("batch_size and patience must be positive, warmup_epochs >= 0")
+        if self.learning_rate <= 0 or self.swa_learning_rate <= 0 or not 0 <= self.min_lr_fraction <= 1:
+            raise ValueError("learning rates must be positive and min_lr_fraction in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class Batches(keras.utils.PyDataset):
-    """Normalised (image, mask) batches; for training shuffled each epoch and augmented.
+    """Normalised (image, mask) batches; for training shuffled each epoch and augmented with `augment`'s ranges
+    (None: not augmented).
 
     Order and augmentation are drawn from generators seeded with (seed, epoch[, batch]), so they do not depend
     on how Keras schedules the calls.
     """
 
     def __init__(
-        self, data: Dataset, spec: InputSpec, batch_size: int, *, train: bool, seed: int, augment: bool
+        self, data: Dataset, spec: InputSpec, batch_size: int, *, train: bool, seed: int, augment: Augmentation | None
     ) -> None:
         super().__init__()
         self.images, self.masks, self.spec = data.images, data.masks, spec
@@ -73,8 +85,9 @@ class Batches(keras.utils.PyDataset):
         chosen = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         images = self.images[chosen].astype(np.float32)
         masks = self.masks[chosen].astype(np.float32)
-        if self.train and self.augment:
-            images, masks = augment_batch(images, masks, np.random.default_rng([self.seed, self.epoch, index]))
+        if self.train and self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            images, masks = augment_batch(images, masks, rng, self.augment)
         return standardise(images, self.spec)[..., None], masks[..., None]
 
     def on_epoch_end(self) -> None:
@@ -116,14 +129,16 @@ def fit(
     ]
     val_batches = None
     if val is not None and len(val):
-        val_batches = Batches(val, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
+        val_batches = Batches(val, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=None)
         if not average:  # SWA keeps the average, not a chosen epoch: validation is only logged.
             callbacks += [
                 keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max", save_best_only=True),
                 keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
             ]
     history = model.fit(
-        Batches(train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augment),
+        Batches(
+            train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augmentation if cfg.augment else None
+        ),
         validation_data=val_batches,
         epochs=cfg.epochs + cfg.swa_epochs,
         callbacks=callbacks,
@@ -131,7 +146,7 @@ def fit(
     )
     if average:
         average.apply(model)
-        plain = Batches(train, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=False)
+        plain = Batches(train, spec, cfg.batch_size, train=False, seed=cfg.seed, augment=None)
         reestimate_batchnorm(model, (plain[i][0] for i in range(len(plain))))
     if average or val_batches is None:
         model.save(best_path)

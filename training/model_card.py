@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata
+from training.recipe import RecipeError, artifact_augmentation
 
 NOTES = Path(__file__).with_name("card_notes.md")
 
@@ -64,8 +65,8 @@ a binary mask at the input image's own size, and a presence decision (the mask i
 - Architecture: U-Net, depth {arch["depth"]}, {arch["base_filters"]} base filters, BatchNorm, dropout
   {arch["dropout"]}, sigmoid output; input {arch["height"]} x {arch["width"]} grayscale.
 - Training: {training["loss"]}, {training["optimizer"]} peak lr {training["learning_rate"]}, {_schedule(training)},
-  batch {training["batch_size"]}, augmentation (flip, rotation <= 5 deg, shift/zoom <= 10%, brightness,
-  contrast, gamma), seed {meta["seed"]}. Test-time augmentation: horizontal flip.
+  batch {training["batch_size"]}, {_augmentation(meta)}, seed {meta["seed"]}.
+  Test-time augmentation: horizontal flip.{_recipe(training)}
 - Preprocessing: any image -> grayscale in [0, 1] by bit depth -> area resize to the input size ->
   (x - {meta["input"]["normalisation"]["mean"]:.4f}) / {meta["input"]["normalisation"]["std"]:.4f}.
 - Postprocessing: probability resized back to the image size, pixel is nerve when p >= {post["threshold"]:.2f},
@@ -95,6 +96,30 @@ Artifact written by Keras {meta["versions"]["keras"]} on {meta["versions"]["back
 {_backends(meta)}. Python {meta["versions"]["python"]}, NumPy
 {meta["versions"]["numpy"]}. Changelog: {meta["changelog"][meta["version"]]}
 """
+
+
+def _augmentation(meta: dict) -> str:
+    """The training augmentation and its ranges, as the recipe gave them to training/augment.py."""
+    if not meta["training"].get("augment", True):
+        return "no augmentation"
+    ranges = artifact_augmentation(meta)
+    if ranges is None:
+        return "augmentation (its ranges were not recorded)"
+    return (
+        f"augmentation (horizontal flip with probability {ranges.hflip_probability:g}, rotation <= "
+        f"{ranges.max_rotation_deg:g} deg, shift <= {ranges.max_shift:.0%}, zoom <= {ranges.max_zoom:.0%}, "
+        f"brightness +-{ranges.brightness:g}, contrast x{ranges.contrast[0]:g}-{ranges.contrast[1]:g}, "
+        f"gamma {ranges.gamma[0]:g}-{ranges.gamma[1]:g})"
+    )
+
+
+def _recipe(training: dict) -> str:
+    """Which recipe file trained the weights, with the run's overrides (absent before recipes were files)."""
+    recipe = training.get("recipe")
+    if not recipe:
+        return ""
+    overrides = ", ".join(f"`{key} = {value}`" for key, value in recipe["overrides"].items())
+    return f"\n- Recipe: `{recipe['file']}`" + (f", overridden: {overrides}." if overrides else ", as it stands.")
 
 
 def _kept(training: dict) -> str:
@@ -164,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = load_metadata(args.model_dir)
         notes = args.notes.read_text() if args.notes.exists() else ""
-    except ModelArtifactError as exc:
+    except (ModelArtifactError, RecipeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     (args.model_dir / "MODEL_CARD.md").write_text(render(meta, notes))

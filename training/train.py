@@ -1,13 +1,16 @@
 """Train the U-Net with subject-wise cross-validation and write the model/ artifact.
 
-    python -m training.train --data ../shared/data/ultrasound-nerve --out runs/cv
+    python -m training.train --data ../shared/data/ultrasound-nerve --out runs/cv [--install]
 
-For each of K folds (split by subject): train on the other folds minus a few inner-validation subjects
-(early stopping, best checkpoint), predict the held-out fold. Threshold and min-area are then calibrated
-on out-of-fold predictions: each fold's reported figures use parameters calibrated on the *other* folds
-only, and the shipped parameters on all of them. The shipped weights are either a final model trained on
-every subject (--final-epochs N) or one fold's model (--ship-fold K). A stopped run resumes: finished
-folds are skipped and an unfinished one continues from its last epoch.
+What is trained is the recipe (training/recipes/, read by training.recipe): the shipped one by default,
+another with --recipe FILE, and each flag below overrides one of its values for this run. For each of K
+folds (split by subject): train on the other folds (minus a few inner-validation subjects when the recipe
+has a val_fraction: early stopping, best checkpoint), predict the held-out fold. Threshold and min-area are
+then calibrated on out-of-fold predictions: each fold's reported figures use parameters calibrated on the
+*other* folds only, and the shipped parameters on all of them. The shipped weights are a final model trained
+on every subject (the recipe's final_epochs, or --final-epochs N) or one fold's model (--ship-fold K, which
+trains no final model). A stopped run resumes: finished folds are skipped and an unfinished one continues
+from its last epoch.
 
 --train-only trains the folds (and the final model) and stops: with `--data` a cache file from
 training.cache, that part can run on a GPU machine under another Keras backend; the same command without
@@ -22,6 +25,8 @@ import json
 import platform
 import sys
 import time
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,29 +42,48 @@ from training.losses import LOSSES
 from training.model_card import NOTES
 from training.model_card import render as render_card
 from training.plots import plot_training_curve
+from training.recipe import SHIPPED, RecipeError, RunConfig, load_recipe
 from training.scoring import calibrate, score_frames, summarise
 from training.split import fold_indices, inner_validation_subjects, subject_folds
 
-VERSION = "1.4.0"
-CHANGELOG = {
-    "1.0.0": "First release: U-Net + BatchNorm, BCE + soft Dice, augmentation, cosine LR, flip TTA, calibrated "
-    "threshold and min-area gate; 64x96 input, 20 epochs, fold 0's model shipped.",
-    "1.1.0": "96x128 input, 60 epochs, every fold model and the shipped one trained the same way (all their "
-    "training subjects, last epoch, no inner validation), on a GPU under Keras' JAX backend; shipped weights "
-    "trained on all 41 subjects; CV nerve-present Dice 0.771 (was 0.751).",
-    "1.2.0": "Stochastic weight averaging: every 1.1.0 model (the five fold models and the shipped one) continued for "
-    "5 epochs at a constant lr 3e-4 on the CPU under TensorFlow, the 5 end-of-epoch weights averaged and "
-    "BatchNorm re-estimated; threshold recalibrated to 0.40; CV nerve-present Dice 0.772 (was 0.771; fold 1 "
-    "0.734, was 0.718).",
-    "1.3.0": "The same SWA tail at the cosine schedule's peak rate, lr 1e-3 instead of 3e-4 (chosen between the two "
-    "on these folds); threshold 0.45, min-area 200; CV nerve-present Dice 0.777 (1.2.0: 0.772).",
-    "1.4.0": "The same SWA tail at lr 2e-3, twice the cosine peak (chosen among 3e-4, 1e-3 and 2e-3 on these folds); "
-    "threshold 0.45, min-area 210; CV nerve-present Dice 0.781 (1.3.0: 0.777).",
+# Flags that override one recipe value each: flag -> ("section.key", type, help). Unset (None), the recipe's stands.
+OVERRIDES: dict[str, tuple[str, type, str]] = {
+    "--folds": ("cross_validation.folds", int, "subject-wise folds"),
+    "--val-fraction": ("cross_validation.val_fraction", float, "inner-validation share of training subjects"),
+    "--height": ("architecture.height", int, "model input height"),
+    "--width": ("architecture.width", int, "model input width"),
+    "--filters": ("architecture.base_filters", int, "base filters of the U-Net"),
+    "--depth": ("architecture.depth", int, "U-Net levels"),
+    "--epochs": ("schedule.epochs", int, "cosine-schedule epochs of every fold model"),
+    "--batch-size": ("schedule.batch_size", int, "frames per batch"),
+    "--lr": ("schedule.learning_rate", float, "peak learning rate of the cosine schedule"),
+    "--swa-epochs": (
+        "schedule.swa_epochs",
+        int,
+        "after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are averaged "
+        "(stochastic weight averaging); the average, with BatchNorm re-estimated, is kept",
+    ),
+    "--swa-lr": ("schedule.swa_learning_rate", float, "constant learning rate of the SWA epochs"),
+    "--patience": ("schedule.patience", int, "early-stopping patience in epochs (with inner validation)"),
+    "--seed": ("schedule.seed", int, "seed of the folds, the initial weights, the shuffles and the augmentation"),
+    "--loss": ("schedule.loss", str, "bce_dice, or lovasz for fine-tuning with --init-run"),
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    shipped = tomllib.loads(SHIPPED.read_text())
+
+    def recipe_default(key: str) -> str:
+        section, name = key.split(".")
+        return (
+            f"{shipped[section][name]:g}" if isinstance(shipped[section][name], float) else str(shipped[section][name])
+        )
+
+    p = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Defaults are the recipe's; (shipped: N) is the value in {SHIPPED.name}.",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -67,37 +91,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Kaggle-layout folder (with train/ or the train folder), or a training.cache .npz",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, curves, artifact")
-    p.add_argument("--folds", type=int, default=5, help="subject-wise folds (default 5)")
-    p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--lr", type=float, default=TrainConfig.learning_rate, help="peak learning rate of the cosine schedule"
+        "--recipe", type=Path, default=SHIPPED, help=f"recipe file (default {SHIPPED.relative_to(SHIPPED.parents[2])})"
     )
+    for flag, (key, kind, words) in OVERRIDES.items():
+        extra = {"choices": sorted(LOSSES)} if flag == "--loss" else {}
+        p.add_argument(flag, type=kind, default=None, help=f"{words} (shipped: {recipe_default(key)})", **extra)
     p.add_argument(
-        "--swa-epochs",
+        "--no-augment", dest="augment", action="store_false", default=None, help="train without augmentation"
+    )
+    ship = p.add_mutually_exclusive_group()
+    ship.add_argument(
+        "--final-epochs",
         type=int,
-        default=0,
-        help="after the cosine schedule, this many epochs at --swa-lr whose end-of-epoch weights are "
-        "averaged (stochastic weight averaging); the average, with BatchNorm re-estimated, is kept",
+        default=None,
+        help="after CV, train the shipped model on every subject for this many cosine epochs (plus the SWA tail) "
+        f"(shipped: {shipped['shipped'].get('final_epochs', 'none')})",
     )
-    p.add_argument(
-        "--swa-lr", type=float, default=TrainConfig.swa_learning_rate, help="constant learning rate of the SWA epochs"
+    ship.add_argument(
+        "--ship-fold", type=int, default=None, help="ship this fold's model instead, and train no final model"
     )
-    p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
-    p.add_argument("--height", type=int, default=64)
-    p.add_argument("--width", type=int, default=96)
-    p.add_argument("--filters", type=int, default=16, help="base filters of the U-Net")
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--val-fraction", type=float, default=0.12, help="inner-validation share of training subjects")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument(
-        "--loss",
-        choices=sorted(LOSSES),
-        default="bce_dice",
-        help="bce_dice (default) or lovasz (for fine-tuning with --init-run)",
-    )
+    p.add_argument("--only-fold", type=int, default=None, help="train just this fold, then stop")
     p.add_argument(
         "--init-run",
         type=Path,
@@ -105,14 +119,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fine-tune: start fold k from INIT_RUN/fold<k>/best.keras and the final model from "
         "INIT_RUN/final/best.keras (that run must have used the same folds and data)",
     )
-    ship = p.add_mutually_exclusive_group()
-    ship.add_argument(
-        "--final-epochs",
-        type=int,
-        default=None,
-        help="after CV, train the shipped model on every subject for this many epochs",
-    )
-    ship.add_argument("--ship-fold", type=int, default=0, help="ship this fold's model (default 0)")
     p.add_argument(
         "--finished-only",
         action="store_true",
@@ -121,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only-final",
         action="store_true",
-        help="train just the final model (needs --final-epochs), e.g. beside the folds, then stop",
+        help="train just the final model (not with --ship-fold), e.g. beside the folds, then stop",
     )
     p.add_argument(
         "--train-only",
@@ -129,7 +135,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train the folds (and the final model), then stop before predicting and calibrating",
     )
     p.add_argument("--install", action="store_true", help="copy the artifact into model/ (the served model)")
-    return p.parse_args(argv)
+    return p
+
+
+def run_config(argv: list[str] | None = None) -> RunConfig:
+    """The run the command line asks for: its recipe with the flags' overrides applied (RecipeError if that
+    cannot be trained)."""
+    args = parser().parse_args(argv)
+    overrides = {key: getattr(args, flag[2:].replace("-", "_")) for flag, (key, _, _) in OVERRIDES.items()}
+    overrides["augmentation.enabled"] = args.augment
+    overrides["shipped.final_epochs"] = args.final_epochs
+    overrides["shipped.ship_fold"] = args.ship_fold
+    recipe = load_recipe(args.recipe, {key: value for key, value in overrides.items() if value is not None})
+    return RunConfig(
+        recipe=recipe,
+        data=args.data,
+        out=args.out,
+        init_run=args.init_run,
+        only_fold=args.only_fold,
+        only_final=args.only_final,
+        finished_only=args.finished_only,
+        train_only=args.train_only,
+        install=args.install,
+    )
 
 
 def normalisation_constants(data: Dataset, out: Path, init_run: Path | None = None) -> tuple[float, float]:
@@ -150,13 +178,16 @@ def normalisation_constants(data: Dataset, out: Path, init_run: Path | None = No
     return mean, std
 
 
-def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig) -> dict:
+def base_metadata(run: RunConfig, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig) -> dict:
+    """The metadata every artifact of this run shares: the recipe's name, version, architecture and schedule
+    (`cfg`: the fold models' fit), the recipe file with this run's overrides, and the software versions."""
     import keras
 
+    recipe = run.recipe
     metadata = {
-        "name": "brachial-plexus-unet",
-        "version": VERSION,
-        "changelog": CHANGELOG,
+        "name": recipe.name,
+        "version": recipe.version,
+        "changelog": dict(recipe.changelog),
         "intended_use": "Research only; not a medical device.",
         "input": {
             "height": arch.height,
@@ -180,8 +211,9 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
             "loss": LOSSES[cfg.loss][1],
             "optimizer": "Adam",
             "schedule": schedule_text(cfg),
-            "folds": args.folds,
-            "val_fraction": args.val_fraction,
+            "folds": recipe.folds,
+            "val_fraction": recipe.val_fraction,
+            "recipe": recipe.provenance(),
         },
         "versions": {
             "keras": keras.__version__,
@@ -191,8 +223,8 @@ def base_metadata(args: argparse.Namespace, arch: UNetConfig, spec: InputSpec, c
         },
         "seed": cfg.seed,
     }
-    if args.init_run is not None:
-        metadata["training"]["fine_tuned_from"] = init_run_training(args.init_run)
+    if run.init_run is not None:
+        metadata["training"]["fine_tuned_from"] = init_run_training(run.init_run)
     return metadata
 
 
@@ -207,33 +239,40 @@ def schedule_text(cfg: TrainConfig) -> str:
     return ", then ".join(parts)
 
 
-def final_schedule_words(args: argparse.Namespace) -> str:
+def final_schedule_words(run: RunConfig) -> str:
     """How long the shipped model trained, in words, counting the run it was fine-tuned from."""
-    parts = [f"{args.final_epochs} epochs"] if args.final_epochs else []
-    if args.init_run is not None:
-        start = init_run_training(args.init_run)
-        source = f"model {start['version']}" if start.get("version") else str(args.init_run)
+    recipe = run.recipe
+    parts = [f"{recipe.final_epochs} epochs"] if recipe.final_epochs else []
+    if run.init_run is not None:
+        start = init_run_training(run.init_run)
+        source = f"model {start['version']}" if start.get("version") else str(run.init_run)
         parts.insert(
             0,
             f"{start['final_epochs']} epochs ({source})"
             if start.get("final_epochs")
             else f"the final model of {source}",
         )
-    if args.swa_epochs:
-        parts.append(f"{args.swa_epochs} SWA epochs")
+    if recipe.train.swa_epochs:
+        parts.append(f"{recipe.train.swa_epochs} SWA epochs")
     return " + ".join(parts)
 
 
-def epochs_problem(args: argparse.Namespace) -> str | None:
-    """Why the requested fits would train nothing (None when they train). Zero cosine epochs make sense only
-    with SWA epochs, e.g. an SWA tail fine-tuned onto an earlier run (--init-run)."""
-    for flag, epochs in (("--epochs", args.epochs), ("--final-epochs", args.final_epochs)):
+def run_problem(run: RunConfig) -> str | None:
+    """Why this run cannot go ahead (None when it can), before any data is read. Zero cosine epochs make sense
+    only with SWA epochs, e.g. an SWA tail fine-tuned onto an earlier run (--init-run)."""
+    recipe = run.recipe
+    swa_epochs = recipe.train.swa_epochs
+    for flag, epochs in (("--epochs", recipe.train.epochs), ("--final-epochs", recipe.final_epochs)):
         if epochs is not None and epochs < 0:
             return f"{flag} must be >= 0"
-        if epochs == 0 and args.swa_epochs <= 0:
+        if epochs == 0 and swa_epochs <= 0:
             return f"{flag} 0 trains nothing without --swa-epochs"
-    if args.swa_epochs < 0:
+    if swa_epochs < 0:
         return "--swa-epochs must be >= 0"
+    if run.only_final and recipe.final_epochs is None:
+        return f"--only-final needs --final-epochs: this run ships fold {recipe.ship_fold} and trains no final model"
+    if run.only_fold is not None and not 0 <= run.only_fold < recipe.folds:
+        return f"--only-fold {run.only_fold}: the folds are 0-{recipe.folds - 1}"
     return None
 
 
@@ -280,10 +319,10 @@ def train_fold(
     arch: UNetConfig,
     spec: InputSpec,
     cfg: TrainConfig,
-    args: argparse.Namespace,
+    run: RunConfig,
 ) -> None:
     """Train fold k's model into fold<k>/best.keras, unless fold<k>/fold.json says it is already trained."""
-    fold_dir = args.out / f"fold{k}"
+    fold_dir = run.out / f"fold{k}"
     if (fold_dir / "fold.json").exists():
         print(f"fold {k}: trained earlier, reusing {fold_dir / 'best.keras'}", flush=True)
         return
@@ -291,14 +330,14 @@ def train_fold(
     train_subjects = sorted(s for i, f in enumerate(folds) if i != k for s in f)
     # With a single training subject there is nothing to hold out: train for the fixed epochs instead.
     val_subjects = (
-        inner_validation_subjects(train_subjects, args.val_fraction, cfg.seed + k)
-        if len(train_subjects) > 1 and args.val_fraction > 0
+        inner_validation_subjects(train_subjects, run.recipe.val_fraction, cfg.seed + k)
+        if len(train_subjects) > 1 and run.recipe.val_fraction > 0
         else []
     )
     fit_subjects = [s for s in train_subjects if s not in val_subjects]
     print(f"fold {k}: test subjects {test_subjects}, inner validation {val_subjects}", flush=True)
     started = time.time()
-    init = args.init_run / f"fold{k}" / "best.keras" if args.init_run else None
+    init = run.init_run / f"fold{k}" / "best.keras" if run.init_run else None
     _, history = fit(
         data.subset(fold_indices(data.subjects, fit_subjects)),
         data.subset(fold_indices(data.subjects, val_subjects)),
@@ -335,7 +374,7 @@ def fold_maps(
     arch: UNetConfig,
     spec: InputSpec,
     cfg: TrainConfig,
-    args: argparse.Namespace,
+    args: RunConfig,
 ) -> dict:
     """Fold k's out-of-fold probability maps (its trained model on its held-out subjects), cached."""
     import keras
@@ -363,23 +402,27 @@ def fold_maps(
     return {"index": index, "maps": maps, "best_epoch": best_epoch}
 
 
-def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig, args: argparse.Namespace):
-    """The shipped model on every subject for --final-epochs (reused when final/best.keras exists: without
-    validation it is written only once training has finished)."""
+def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConfig, run: RunConfig):
+    """The shipped model on every subject for the recipe's final_epochs (reused when final/best.keras exists:
+    without validation it is written only once training has finished)."""
     import keras
 
-    final_dir = args.out / "final"
+    final_dir = run.out / "final"
     if (final_dir / "best.keras").exists():
         print(f"final model: trained earlier, reusing {final_dir / 'best.keras'}", flush=True)
         return keras.models.load_model(final_dir / "best.keras", compile=False)
-    final_cfg = TrainConfig(**{**cfg.to_dict(), "epochs": args.final_epochs})
+    final_cfg = replace(cfg, epochs=run.recipe.final_epochs)
     started = time.time()
-    init = args.init_run / "final" / "best.keras" if args.init_run else None
+    init = run.init_run / "final" / "best.keras" if run.init_run else None
     model, _ = fit(data, None, arch, spec, final_cfg, final_dir, init)
     plot_training_curve(final_dir / "log.csv", final_dir / "curve.png", "final (all subjects)")
     (final_dir / "final.json").write_text(
         json.dumps(
-            {"epochs": args.final_epochs, "seconds": round(time.time() - started, 1), "backend": backend_version()}
+            {
+                "epochs": run.recipe.final_epochs,
+                "seconds": round(time.time() - started, 1),
+                "backend": backend_version(),
+            }
         )
     )
     return model
@@ -410,58 +453,49 @@ def cross_fitted_figures(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.only_final and args.final_epochs is None:
-        print("error: --only-final needs --final-epochs", file=sys.stderr)
+    try:
+        run = run_config(argv)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if problem := epochs_problem(args):
+    if problem := run_problem(run):
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    arch = UNetConfig(height=args.height, width=args.width, base_filters=args.filters, depth=args.depth)
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        augment=not args.no_augment,
-        loss=args.loss,
-        swa_epochs=args.swa_epochs,
-        swa_learning_rate=args.swa_lr,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
+    recipe, arch, cfg = run.recipe, run.recipe.arch, run.recipe.train
+    run.out.mkdir(parents=True, exist_ok=True)
     try:
-        data = load_any(args.data, arch.height, arch.width)
+        data = load_any(run.data, arch.height, arch.width)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    folds = subject_folds(data.subjects, args.folds, args.seed)
-    if args.init_run is not None and (problem := check_init_run(args.init_run, folds, args.final_epochs is not None)):
+    folds = subject_folds(data.subjects, recipe.folds, cfg.seed)
+    final = recipe.final_epochs is not None
+    if run.init_run is not None and (problem := check_init_run(run.init_run, folds, final)):
         print(f"error: --init-run: {problem}", file=sys.stderr)
         return 2
-    mean, std = normalisation_constants(data, args.out, args.init_run)
+    mean, std = normalisation_constants(data, run.out, run.init_run)
     spec = InputSpec(arch.height, arch.width, mean, std)
     print(f"{len(data)} frames, {len(np.unique(data.subjects))} subjects, folds: {folds}", flush=True)
-    (args.out / "folds.json").write_text(json.dumps(folds))
+    (run.out / "folds.json").write_text(json.dumps(folds))
 
-    if args.only_final:
-        train_final(data, arch, spec, cfg, args)
+    if run.only_final:
+        train_final(data, arch, spec, cfg, run)
         return 0
-    wanted = range(args.folds) if args.only_fold is None else [args.only_fold]
-    if args.finished_only:
-        wanted = [k for k in range(args.folds) if (args.out / f"fold{k}" / "fold.json").exists()]
+    wanted = range(recipe.folds) if run.only_fold is None else [run.only_fold]
+    if run.finished_only:
+        wanted = [k for k in range(recipe.folds) if (run.out / f"fold{k}" / "fold.json").exists()]
         if len(wanted) < 2:
-            print(f"error: {args.out}: fewer than two trained folds to summarise", file=sys.stderr)
+            print(f"error: {run.out}: fewer than two trained folds to summarise", file=sys.stderr)
             return 2
     else:
         for k in wanted:
-            train_fold(k, folds, data, arch, spec, cfg, args)
-    if args.train_only:
-        if args.final_epochs is not None and args.only_fold is None:
-            train_final(data, arch, spec, cfg, args)
+            train_fold(k, folds, data, arch, spec, cfg, run)
+    if run.train_only:
+        if final and run.only_fold is None:
+            train_final(data, arch, spec, cfg, run)
         return 0
-    results = [fold_maps(k, folds, data, arch, spec, cfg, args) for k in wanted]
-    if args.only_fold is not None:
+    results = [fold_maps(k, folds, data, arch, spec, cfg, run) for k in wanted]
+    if run.only_fold is not None:
         return 0
 
     post = PostprocessConfig(0.5, 0, arch.height, arch.width)
@@ -476,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(f['empty_kept_empty'] for f in empties)}/{sum(f['empty_frames'] for f in empties)}"
     )
 
-    metadata = base_metadata(args, arch, spec, cfg)
+    metadata = base_metadata(run, arch, spec, cfg)
     metadata["postprocessing"] = {
         "threshold": shipped_post["threshold"],
         "min_area_px": shipped_post["min_area_px"],
@@ -497,31 +531,31 @@ def main(argv: list[str] | None = None) -> int:
         "mean": mean,
     }
 
-    if args.final_epochs is not None:
-        model = train_final(data, arch, spec, cfg, args)
-        metadata["final_epochs"] = args.final_epochs
-        metadata["training"]["backend"] = json.loads((args.out / "final" / "final.json").read_text())["backend"]
+    if final:
+        model = train_final(data, arch, spec, cfg, run)
+        metadata["final_epochs"] = recipe.final_epochs
+        metadata["training"]["backend"] = json.loads((run.out / "final" / "final.json").read_text())["backend"]
         metadata["shipped_weights"] = (
             f"trained on all {len(np.unique(data.subjects))} subjects "
-            f"({final_schedule_words(args)}) after cross-validation"
+            f"({final_schedule_words(run)}) after cross-validation"
         )
     else:
         import keras
 
-        model = keras.models.load_model(args.out / f"fold{args.ship_fold}" / "best.keras", compile=False)
-        metadata["shipped_fold"] = args.ship_fold
-        fold_info = json.loads((args.out / f"fold{args.ship_fold}" / "fold.json").read_text())
+        ship = recipe.ship_fold
+        model = keras.models.load_model(run.out / f"fold{ship}" / "best.keras", compile=False)
+        metadata["shipped_fold"] = ship
+        fold_info = json.loads((run.out / f"fold{ship}" / "fold.json").read_text())
         metadata["training"]["backend"] = fold_info.get("backend", backend_version())
         metadata["shipped_weights"] = (
-            f"fold {args.ship_fold}'s model: trained on the other folds' subjects; "
-            f"its own held-out figures are fold {args.ship_fold}'s row"
+            f"fold {ship}'s model: trained on the other folds' subjects; its own held-out figures are fold {ship}'s row"
         )
     notes = NOTES.read_text() if NOTES.exists() else ""
-    targets = [args.out / "model"] + ([MODEL_DIR] if args.install else [])
+    targets = [run.out / "model"] + ([MODEL_DIR] if run.install else [])
     for target in targets:
         written = save_artifact(model, metadata, target)
         (target / "MODEL_CARD.md").write_text(render_card(written, notes))
-    (args.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
+    (run.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
     print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))
     return 0
 

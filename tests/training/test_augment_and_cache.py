@@ -10,6 +10,9 @@ from training.augment import augment_batch
 from training.cache import load_cache, save_cache
 from training.data import DatasetError, load_dataset
 from training.fit import Batches
+from training.recipe import load_recipe
+
+RANGES = load_recipe().train.augmentation
 
 
 def blob_batch(n: int = 8, h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -24,7 +27,7 @@ def blob_batch(n: int = 8, h: int = 48, w: int = 64) -> tuple[np.ndarray, np.nda
 
 def test_augmentation_moves_mask_with_image_and_stays_in_range():
     images, masks = blob_batch()
-    out_i, out_m = augment_batch(images, masks, np.random.default_rng(3))
+    out_i, out_m = augment_batch(images, masks, np.random.default_rng(3), RANGES)
     assert out_i.dtype == np.float32 and out_i.min() >= 0 and out_i.max() <= 1
     assert set(np.unique(out_m)) <= {0.0, 1.0}
     assert not np.array_equal(out_m, masks)  # geometry really changed something
@@ -35,9 +38,9 @@ def test_augmentation_moves_mask_with_image_and_stays_in_range():
 
 def test_augmentation_is_reproducible_from_its_generator():
     images, masks = blob_batch()
-    a = augment_batch(images, masks, np.random.default_rng([1, 2, 3]))
-    b = augment_batch(images, masks, np.random.default_rng([1, 2, 3]))
-    c = augment_batch(images, masks, np.random.default_rng([1, 2, 4]))
+    a = augment_batch(images, masks, np.random.default_rng([1, 2, 3]), RANGES)
+    b = augment_batch(images, masks, np.random.default_rng([1, 2, 3]), RANGES)
+    c = augment_batch(images, masks, np.random.default_rng([1, 2, 4]), RANGES)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
@@ -50,8 +53,8 @@ def test_batches_shuffle_per_epoch_and_validation_is_plain(tmp_path):
     pairs = [Pair(tmp_path / f"{i}.tif", tmp_path / f"{i}_mask.tif", 1, i) for i in range(10)]
     data = Dataset(pairs, images, masks, [m.astype(np.uint8) for m in masks])
     spec = InputSpec(48, 64, 0.3, 0.2)
-    train = Batches(data, spec, 4, train=True, seed=5, augment=True)
-    again = Batches(data, spec, 4, train=True, seed=5, augment=True)
+    train = Batches(data, spec, 4, train=True, seed=5, augment=RANGES)
+    again = Batches(data, spec, 4, train=True, seed=5, augment=RANGES)
     assert len(train) == 3
     x, y = train[0]
     assert x.shape == (4, 48, 64, 1) and y.shape == (4, 48, 64, 1)
@@ -59,7 +62,7 @@ def test_batches_shuffle_per_epoch_and_validation_is_plain(tmp_path):
     first = train.order.copy()
     train.on_epoch_end()
     assert not np.array_equal(first, train.order)
-    val = Batches(data, spec, 4, train=False, seed=5, augment=False)
+    val = Batches(data, spec, 4, train=False, seed=5, augment=None)
     vx, vy = val[2]
     np.testing.assert_allclose(vx[..., 0], (images[8:] - 0.3) / 0.2, rtol=1e-6)
     np.testing.assert_array_equal(vy[..., 0], masks[8:])

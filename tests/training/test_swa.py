@@ -1,6 +1,7 @@
 """Stochastic weight averaging: the average, its resumption, the BatchNorm pass, the schedule and the CLI."""
 
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from tests.training.test_train_smoke import phantom_data  # noqa: F401  (module fixture)
 from training import train
-from training.fit import TrainConfig, learning_rate_schedule
+from training.fit import learning_rate_schedule
+from training.recipe import load_recipe
 from training.swa import ConstantTail, WeightAverage, reestimate_batchnorm
 
 ARGS = [
@@ -25,6 +27,8 @@ ARGS = [
     "--depth",
     "2",
     "--val-fraction",
+    "0",
+    "--swa-epochs",
     "0",
 ]
 
@@ -100,15 +104,16 @@ def test_batchnorm_statistics_become_the_mean_of_the_batch_statistics():
 
 
 def test_the_schedule_is_the_cosine_then_the_constant_rate():
-    cfg = TrainConfig(epochs=4, swa_epochs=2, learning_rate=1e-3, swa_learning_rate=3e-4)
+    shipped = load_recipe().train
+    cfg = replace(shipped, epochs=4, swa_epochs=2, learning_rate=1e-3, swa_learning_rate=3e-4)
     with_tail = learning_rate_schedule(cfg, steps_per_epoch=10)
-    cosine = learning_rate_schedule(TrainConfig(epochs=4, learning_rate=1e-3), steps_per_epoch=10)
+    cosine = learning_rate_schedule(replace(shipped, epochs=4, learning_rate=1e-3, swa_epochs=0), steps_per_epoch=10)
     assert isinstance(with_tail, ConstantTail)
     for step in (0, 5, 10, 25, 39):
         assert float(with_tail(step)) == pytest.approx(float(cosine(step)))
     for step in (40, 45, 59):
         assert float(with_tail(step)) == pytest.approx(3e-4)
-    tail_only = learning_rate_schedule(TrainConfig(epochs=0, swa_epochs=3, swa_learning_rate=2e-4), 10)
+    tail_only = learning_rate_schedule(replace(shipped, epochs=0, swa_epochs=3, swa_learning_rate=2e-4), 10)
     assert float(tail_only(0)) == pytest.approx(2e-4)
 
 
@@ -187,8 +192,11 @@ def test_an_swa_tail_for_the_final_model_needs_the_init_runs_final_model(phantom
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--epochs", "0"], "--epochs 0 trains nothing without --swa-epochs"),
-        (["--epochs", "1", "--final-epochs", "0"], "--final-epochs 0 trains nothing without --swa-epochs"),
+        (["--epochs", "0", "--swa-epochs", "0"], "--epochs 0 trains nothing without --swa-epochs"),
+        (
+            ["--epochs", "1", "--final-epochs", "0", "--swa-epochs", "0"],
+            "--final-epochs 0 trains nothing without --swa-epochs",
+        ),
         (["--epochs", "1", "--swa-epochs", "-1"], "--swa-epochs must be >= 0"),
     ],
 )

@@ -54,6 +54,10 @@ def run_dir(phantom_data, tmp_path_factory):
         "2",
         "--val-fraction",
         "0.5",
+        "--swa-epochs",
+        "0",
+        "--ship-fold",
+        "0",
     ]
     assert train.main(args) == 0
     return out, args
@@ -75,6 +79,48 @@ def test_training_writes_logs_curves_and_a_verified_artifact(run_dir):
     card = (out / "model" / "MODEL_CARD.md").read_text()
     assert "Research use only" in card and meta["weights"]["sha256"] in card
     assert f"{meta['figures']['mean']['nerve_present_dice']:.3f}" in card
+
+
+def test_metadata_records_the_recipe_with_the_runs_overrides(run_dir):
+    """Architecture, schedule, augmentation and folds in metadata.json are the shipped recipe file's values with
+    exactly this run's flags applied (read here from the TOML itself, not through training.recipe)."""
+    import tomllib
+
+    from training.losses import LOSSES
+    from training.recipe import SHIPPED
+
+    out, _ = run_dir
+    meta = json.loads((out / "model" / "metadata.json").read_text())
+    recipe = tomllib.loads(SHIPPED.read_text())
+    architecture = {**recipe["architecture"], "height": 32, "width": 48, "base_filters": 4, "depth": 2}
+    assert meta["architecture"] == {"type": "U-Net", **architecture}
+    schedule = {**recipe["schedule"], "epochs": 1, "batch_size": 6, "swa_epochs": 0}
+    schedule["loss"] = LOSSES[schedule["loss"]][1]
+    assert {key: meta["training"][key] for key in schedule} == schedule
+    augmentation = dict(recipe["augmentation"])
+    assert meta["training"]["augment"] is augmentation.pop("enabled")
+    assert meta["training"]["augmentation"] == augmentation
+    assert (meta["training"]["folds"], meta["training"]["val_fraction"]) == (2, 0.5)
+    assert meta["seed"] == recipe["schedule"]["seed"] and meta["shipped_fold"] == 0 and "final_epochs" not in meta
+    assert (meta["name"], meta["version"]) == (recipe["model"]["name"], recipe["model"]["version"])
+    assert meta["changelog"] == recipe["changelog"]
+    assert meta["training"]["recipe"] == {
+        "file": "training/recipes/unet-1.4.0.toml",
+        "overrides": {
+            "cross_validation.folds": 2,
+            "cross_validation.val_fraction": 0.5,
+            "architecture.height": 32,
+            "architecture.width": 48,
+            "architecture.base_filters": 4,
+            "architecture.depth": 2,
+            "schedule.epochs": 1,
+            "schedule.batch_size": 6,
+            "schedule.swa_epochs": 0,
+            "shipped.ship_fold": 0,
+        },
+    }
+    card = (out / "model" / "MODEL_CARD.md").read_text()
+    assert "Recipe: `training/recipes/unet-1.4.0.toml`, overridden: `cross_validation.folds = 2`" in card
 
 
 def test_a_rerun_resumes_from_finished_folds(run_dir, capsys):
@@ -140,6 +186,8 @@ def test_train_only_on_a_cache_then_finish_on_the_folder(phantom_data, tmp_path,
         "0.5",
         "--final-epochs",
         "1",
+        "--swa-epochs",
+        "0",
     ]
     assert train.main(["--data", str(cache_file), *common, "--train-only"]) == 0
     assert (out / "fold0" / "best.keras").exists() and (out / "final" / "final.json").exists()
@@ -162,7 +210,7 @@ def test_train_only_on_a_cache_then_finish_on_the_folder(phantom_data, tmp_path,
 
 
 def test_only_final_needs_final_epochs(phantom_data, tmp_path, capsys):
-    assert train.main(["--data", str(phantom_data), "--out", str(tmp_path), "--only-final"]) == 2
+    assert train.main(["--data", str(phantom_data), "--out", str(tmp_path), "--ship-fold", "0", "--only-final"]) == 2
     assert "--only-final needs --final-epochs" in capsys.readouterr().err
 
 
@@ -266,6 +314,8 @@ def test_the_same_seed_trains_the_same_weights_on_the_cpu(phantom_data, tmp_path
             "--depth",
             "2",
             "--val-fraction",
+            "0",
+            "--swa-epochs",
             "0",
         ]
         assert train.main(args) == 0
