@@ -34,7 +34,7 @@ def healthz():
 def readyz():
     service = model_service()
     if not service.ready:
-        return error_response(503, "model_not_ready", service.not_ready_reason)
+        return error_response("model_not_ready", service.not_ready_reason)
     return jsonify(status="ready", model=service.segmenter.info, runtime=service.segmenter.runtime)
 
 

@@ -62,7 +62,7 @@ class ModelService:
     def segmenter(self) -> Segmenter:
         """The loaded Segmenter, or a 503 for the client while it is loading (or failed to load)."""
         if self._segmenter is None:
-            raise ApiError(503, "model_not_ready", self.not_ready_reason)
+            raise ApiError("model_not_ready", self.not_ready_reason)
         return self._segmenter
 
     @property

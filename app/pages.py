@@ -15,11 +15,11 @@ from werkzeug.exceptions import HTTPException
 from wtforms import StringField, ValidationError
 
 from app.deadline import request_deadline
-from app.errors import ApiError, describe_http_error
+from app.errors import ApiError, describe_http_error, status_of
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse
 from app.options import Options, parse_threshold
-from model.preprocessing import ImageError
+from model.errors import ImageError
 
 bp = Blueprint("pages", __name__)
 
@@ -89,7 +89,7 @@ def index():
             segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"], request_deadline()
         )
     except (ApiError, ImageError) as exc:
-        return _page(form, error=exc.message, status=exc.status)
+        return _page(form, error=exc.message, status=status_of(exc.code))
     return _page(form, result=result)
 
 
@@ -108,7 +108,7 @@ def csrf_error(exc: CSRFError):
 
 @bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    status, _, message = describe_http_error(exc)
+    _, message, status = describe_http_error(exc)
     return _page(UploadForm(formdata=None), error=message, status=status)
 
 

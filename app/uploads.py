@@ -31,14 +31,13 @@ class InMemoryRequest(Request):
 
 
 def _missing(field: str) -> ApiError:
-    return ApiError(400, "missing_file", f"no file in the multipart field '{field}'")
+    return ApiError("missing_file", f"no file in the multipart field '{field}'")
 
 
 def _not_multipart(request: Request, field: str) -> ApiError:
     if not request.mimetype and not request.content_length:
         return _missing(field)
     return ApiError(
-        415,
         "unsupported_media_type",
         f"Content-Type '{request.mimetype}' is not multipart/form-data with the field '{field}'"
         + (" or an image type" if field == IMAGE_FIELD else ""),
@@ -56,7 +55,7 @@ def single_image(request: Request) -> bytes:
         raise _missing(IMAGE_FIELD)
     if len(files) > 1:
         raise ApiError(
-            400, "multiple_files", f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch"
+            "multiple_files", f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch"
         )
     return files[0].read()
 
@@ -69,5 +68,5 @@ def batch_images(request: Request, max_count: int) -> list[bytes]:
     if not files:
         raise _missing(BATCH_FIELD)
     if len(files) > max_count:
-        raise ApiError(400, "too_many_images", f"{len(files)} files sent; the limit is {max_count} per request")
+        raise ApiError("too_many_images", f"{len(files)} files sent; the limit is {max_count} per request")
     return [file.read() for file in files]

@@ -17,22 +17,12 @@ import pydicom.pixels
 from pydicom.errors import InvalidDicomError
 
 from model.cine import check_frame_count
-from model.preprocessing import (
-    ImageError,
-    UnreadableImageError,
-    UnsupportedImageError,
-    check_size,
-    luminance,
-    to_unit_float,
-)
+from model.errors import ImageError, UnreadableImageError, UnsupportedImageError, UnsupportedTransferSyntaxError
+from model.preprocessing import check_size, luminance, to_unit_float
 
 #: A DICOM Part 10 file has a 128-byte preamble, then these four bytes.
 MAGIC_OFFSET = 128
 MAGIC = b"DICM"
-
-
-class UnsupportedTransferSyntaxError(UnsupportedImageError):
-    code = "unsupported_transfer_syntax"
 
 
 def is_dicom(data: bytes) -> bool:

@@ -84,5 +84,4 @@ def read_frames(path: Path, *, max_pixels: int, max_frames: int | None) -> list[
             return [decode_first(data, max_pixels=max_pixels)]
         return decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
     except ImageError as exc:
-        error = type(exc)(f"{path}: {exc.message}")
-        raise error from None
+        raise exc.naming(path) from None

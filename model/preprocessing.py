@@ -19,6 +19,14 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from model.errors import (
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnreadableImageError,
+    UnsupportedImageError,
+)
+
 #: Default cap on decoded pixels (40 MP is far beyond any ultrasound frame, and 160 MB as float32).
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -26,35 +34,6 @@ SUPPORTED_FORMATS = ("TIFF", "PNG", "JPEG", "BMP")
 
 # Pillow's own bomb guard is a warning at MAX_IMAGE_PIXELS; ours is a hard limit checked from the header.
 Image.MAX_IMAGE_PIXELS = None
-
-
-class ImageError(ValueError):
-    """An image that cannot be used. `code` is a stable snake_case string the API returns as is."""
-
-    code = "invalid_image"
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class EmptyImageError(ImageError):
-    code = "empty_image"
-
-
-class UnreadableImageError(ImageError):
-    code = "unreadable_image"
-
-
-class UnsupportedImageError(ImageError):
-    code = "unsupported_image_format"
-    status = 415
-
-
-class ImageTooLargeError(ImageError):
-    code = "image_too_large"
-    status = 413
 
 
 @dataclass(frozen=True)
@@ -236,7 +215,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     try:
         return decode_image(data, max_pixels=max_pixels)
     except ImageError as exc:
-        raise type(exc)(f"{path}: {exc.message}") from None
+        raise exc.naming(path) from None
 
 
 def resize_to(array: np.ndarray, height: int, width: int) -> np.ndarray:

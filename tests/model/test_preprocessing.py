@@ -7,6 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from app.errors import status_of
 from model.preprocessing import (
     EmptyImageError,
     ImageTooLargeError,
@@ -123,13 +124,13 @@ def test_unsupported_format_is_415():
     data = encode(Image.fromarray(GRAY), "GIF")
     with pytest.raises(UnsupportedImageError) as info:
         decode_image(data)
-    assert info.value.status == 415 and "GIF" in info.value.message
+    assert status_of(info.value.code) == 415 and "GIF" in info.value.message
 
 
 def test_huge_declared_dimensions_rejected_from_the_header():
     with pytest.raises(ImageTooLargeError) as info:
         decode_image(png_header_only(100_000, 100_000), max_pixels=40_000_000)
-    assert info.value.status == 413
+    assert status_of(info.value.code) == 413
 
 
 def test_pixel_limit_is_configurable():
