@@ -8,13 +8,11 @@ from pathlib import Path
 
 from model.artifact import MODEL_DIR
 from model.cine import DEFAULT_MAX_FRAMES, check_window
+from model.decode.limits import DEFAULT_MAX_PIXELS
 from model.segmenter import RUNTIMES
 
 #: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-#: 16 MP (4096 x 4096). Serving one image holds ~20 bytes per pixel (float image, probability map, mask,
-#: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
-DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_BATCH = 32
 #: Seconds a request may take in the app. A 580 x 420 frame takes ~25 ms and a full batch of 32 ~1 s on
 #: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it

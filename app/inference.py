@@ -16,8 +16,8 @@ from app.deadline import NO_DEADLINE, Deadline
 from app.errors import error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
+from model.decode.frames import decode_all, decode_first
 from model.errors import ImageError
-from model.frames import decode_all, decode_first
 from model.postprocessing import Prediction, outer_contours
 from model.rle import rle_encode
 from model.segmenter import Segmenter

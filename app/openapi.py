@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from app.errors import ERRORS, codes_with_status
 from app.options import DEFAULT_INCLUDE, OPTIONAL_FIELDS
+from app.uploads import RAW_BODY_TYPES
 from model.cine import LOOP_PIXEL_FACTOR, MAX_WINDOW
-from model.frames import ACCEPTED
+from model.decode.formats import ACCEPTED
 
 PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
 
@@ -298,8 +299,8 @@ def openapi_spec(config: dict) -> dict:
             "/predict": {
                 "post": {
                     "summary": "Segment one image",
-                    "description": "The image in multipart field `image`, or as the raw body with an image/* "
-                    "Content-Type. " + limits,
+                    "description": "The image in multipart field `image`, or as the raw body with one of the "
+                    f"Content-Types {', '.join(RAW_BODY_TYPES)}. " + limits,
                     "security": secured,
                     "parameters": _parameters() + _loop_parameters(config),
                     "requestBody": {
@@ -317,7 +318,10 @@ def openapi_spec(config: dict) -> dict:
                                     },
                                 }
                             },
-                            "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                            **{
+                                mime: {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+                                for mime in RAW_BODY_TYPES
+                            },
                         },
                     },
                     "responses": {

@@ -19,6 +19,7 @@ from app.errors import ApiError, describe_http_error, status_of
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse
 from app.options import Options, parse_threshold
+from model.decode.formats import ACCEPT_ATTRIBUTE
 from model.errors import ImageError
 
 bp = Blueprint("pages", __name__)
@@ -26,11 +27,6 @@ bp = Blueprint("pages", __name__)
 #: What the page shows: the input as PNG, the mask and overlay (also offered as downloads), the outline, and
 #: the probability map its script re-thresholds and draws as a heatmap.
 PAGE_INCLUDE = frozenset({"image_png", "mask_png", "overlay_png", "contours", "probability_png"})
-
-ACCEPTED_TYPES = (
-    "image/tiff,image/png,image/jpeg,image/bmp,application/dicom,video/mp4,video/x-msvideo,"
-    ".tif,.tiff,.png,.jpg,.jpeg,.bmp,.dcm,.dicom,.mp4,.avi"
-)
 
 
 def _threshold_is_valid(form: FlaskForm, field: StringField) -> None:
@@ -44,7 +40,7 @@ class UploadForm(FlaskForm):
     image = FileField(
         "Ultrasound image",
         validators=[FileRequired("Choose an image file first.")],
-        render_kw={"accept": ACCEPTED_TYPES},
+        render_kw={"accept": ACCEPT_ATTRIBUTE},
     )
     threshold = StringField(
         "Threshold (optional)",

@@ -17,16 +17,9 @@ import pydicom.pixels
 from pydicom.errors import InvalidDicomError
 
 from model.cine import check_frame_count
+from model.decode.images import luminance, to_unit_float
+from model.decode.limits import check_size
 from model.errors import ImageError, UnreadableImageError, UnsupportedImageError, UnsupportedTransferSyntaxError
-from model.preprocessing import check_size, luminance, to_unit_float
-
-#: A DICOM Part 10 file has a 128-byte preamble, then these four bytes.
-MAGIC_OFFSET = 128
-MAGIC = b"DICM"
-
-
-def is_dicom(data: bytes) -> bool:
-    return data[MAGIC_OFFSET : MAGIC_OFFSET + len(MAGIC)] == MAGIC
 
 
 def _dataset(data: bytes) -> pydicom.Dataset:

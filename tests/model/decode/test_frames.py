@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from app.errors import status_of
+from model.decode.frames import decode_all, decode_first, read_frames
 from model.errors import (
     ImageError,
     TooManyFramesError,
@@ -11,7 +12,6 @@ from model.errors import (
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
 )
-from model.frames import decode_all, decode_first, read_frames
 from tests.media import (
     compressed_dicom_bytes,
     dicom_bytes,

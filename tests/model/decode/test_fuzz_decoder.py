@@ -11,7 +11,8 @@ import numpy as np
 from hypothesis import HealthCheck, event, example, given, settings
 
 from app.errors import status_of
-from model.preprocessing import ImageError, decode_image
+from model.decode.images import decode_image
+from model.errors import ImageError
 from tests.fuzzing import FUZZ_MAX_PIXELS, files
 
 #: Found by this test in CI: a TIFF whose StripOffsets tag is a RATIONAL made Pillow's loader raise TypeError,
