@@ -349,14 +349,8 @@ def fold_maps(
         return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
     model = keras.models.load_model(fold_dir / "best.keras", compile=False)
     index = fold_indices(data.subjects, folds[k])
-    segmenter = Segmenter(
-        model,
-        {
-            **base_metadata(args, arch, spec, cfg),
-            "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
-            "weights": {"sha256": ""},
-        },
-    )
+    # The held-out maps are what calibration sees, so they get the flip TTA the shipped model is served with.
+    segmenter = Segmenter.from_keras(model, spec, PostprocessConfig(0.5, 0, spec.height, spec.width, tta_hflip=True))
     maps = segmenter.probability_maps(normalise(data.images[index], spec))
     best_epoch = json.loads((fold_dir / "fold.json").read_text())["best_epoch"]
     np.savez(done, index=index, maps=maps, best_epoch=best_epoch)
