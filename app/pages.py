@@ -14,10 +14,10 @@ from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 from wtforms import StringField, ValidationError
 
-from app.deadline import request_deadline
 from app.errors import ApiError, describe_http_error, status_of
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
-from app.inference import analyse
+from app.inference import analyse, request_limits
+from app.model_service import current_service, get_segmenter
 from app.options import Options, parse_threshold
 from model.decode.formats import ACCEPT_ATTRIBUTE
 from model.errors import ImageError
@@ -65,7 +65,7 @@ def _page(form: UploadForm, *, result: dict | None = None, error: str | None = N
         overlay_colour=OVERLAY_HEX,
         overlay_opacity=OVERLAY_OPACITY,
         outline_px=OUTLINE_PX,
-        model_threshold=current_app.extensions["model_service"].metadata["postprocessing"]["threshold"],
+        model_threshold=current_service().metadata["postprocessing"]["threshold"],
         page_include=",".join(sorted(PAGE_INCLUDE)),
     ), status
 
@@ -80,10 +80,7 @@ def index():
         return _page(form, error=" ".join(messages), status=400)
     options = Options(threshold=parse_threshold(form.threshold.data), include=PAGE_INCLUDE)
     try:
-        segmenter = current_app.extensions["model_service"].segmenter
-        result = analyse(
-            segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"], request_deadline()
-        )
+        result = analyse(get_segmenter(), form.image.data.read(), options, request_limits())
     except (ApiError, ImageError) as exc:
         return _page(form, error=exc.message, status=status_of(exc.code))
     return _page(form, result=result)
