@@ -12,7 +12,7 @@ from app.errors import ApiError
 from model.cine import MAX_WINDOW, check_window
 
 #: Fields a client may ask for. `image_png` (the input as an 8-bit PNG) lets the page show a TIFF, which
-#: browsers cannot display; it is an addition to the issue's list and never sent by default.
+#: browsers cannot display; it is an addition to the original contract and never sent by default.
 OPTIONAL_FIELDS = ("mask_png", "overlay_png", "probability_png", "rle", "contours", "image_png")
 DEFAULT_INCLUDE = frozenset({"mask_png", "rle"})
 

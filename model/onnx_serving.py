@@ -1,8 +1,8 @@
 """Run the shipped U-Net through onnxruntime when an up-to-date ONNX export sits beside it.
 
-Why: on the 2-core target onnxruntime runs one pass of this network in ~6 ms against ~12 ms for
-TensorFlow's XLA (docs/performance.md), and a process that serves through it never imports TensorFlow
-(start-up and memory). `unet.keras` stays the canonical artifact: `unet.onnx` is derived from it by
+Why: on the 2-core target onnxruntime runs a pass of this network faster than TensorFlow's XLA, and a
+process that serves through it never imports TensorFlow, which saves start-up time and memory (the
+measurements: docs/performance.md). `unet.keras` stays the canonical artifact: `unet.onnx` is derived from it by
 `python -m model.onnx_export`, stamped with the sha256 of the `.keras` file it came from, and is used only
 while that stamp matches metadata.json, so an export left over from an older model is never served.
 """

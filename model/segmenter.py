@@ -25,7 +25,7 @@ from model.onnx_serving import ONNX_NAME, OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
 
-if TYPE_CHECKING:  # importing Keras imports TensorFlow (seconds, ~600 MB): only the Keras path pays for it
+if TYPE_CHECKING:  # importing Keras imports TensorFlow (slow, and large in memory): only the Keras path pays for it
     import keras
 
 logger = logging.getLogger(__name__)
