@@ -328,15 +328,7 @@ def train_fold(
     )
 
 
-def fold_maps(
-    k: int,
-    folds: list[list[int]],
-    data: Dataset,
-    arch: UNetConfig,
-    spec: InputSpec,
-    cfg: TrainConfig,
-    args: argparse.Namespace,
-) -> dict:
+def fold_maps(k: int, folds: list[list[int]], data: Dataset, spec: InputSpec, args: argparse.Namespace) -> dict:
     """Fold k's out-of-fold probability maps (its trained model on its held-out subjects), cached."""
     import keras
 
@@ -454,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.final_epochs is not None and args.only_fold is None:
             train_final(data, arch, spec, cfg, args)
         return 0
-    results = [fold_maps(k, folds, data, arch, spec, cfg, args) for k in wanted]
+    results = [fold_maps(k, folds, data, spec, args) for k in wanted]
     if args.only_fold is not None:
         return 0
 
