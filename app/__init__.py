@@ -13,11 +13,10 @@ import secrets
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app import api, pages
+from app import api, model_service, pages
 from app.config import settings_from_env
 from app.deadline import start_request_deadline
 from app.errors import register_json_errors
-from app.model_service import ModelService
 from app.security import add_security_headers
 from app.uploads import InMemoryRequest
 
@@ -40,12 +39,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
             "a restart and across processes that do not share it"
         )
 
-    service = ModelService(app.config["MODEL_DIR"], app.config["RUNTIME"], app.config["INFERENCE_THREADS"])
-    if app.config["MODEL_LOADING"] == "background":
-        service.load_in_background()
-    else:
-        service.load()
-    app.extensions["model_service"] = service
+    model_service.init_app(app)
 
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.deadline import request_deadline
 from app.errors import error_response
-from app.inference import analyse, analyse_batch, analyse_loop
-from app.model_service import ModelService
+from app.inference import analyse, analyse_batch, analyse_loop, request_limits
+from app.model_service import current_service, get_segmenter
 from app.openapi import openapi_spec
 from app.options import request_options
 from app.security import token_required
 from app.uploads import batch_images, single_image
 
 bp = Blueprint("api", __name__)
-
-
-def model_service() -> ModelService:
-    return current_app.extensions["model_service"]
 
 
 @bp.get("/healthz")
@@ -32,15 +27,15 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    service = model_service()
+    service = current_service()
     if not service.ready:
-        return error_response(503, "model_not_ready", service.not_ready_reason)
+        return error_response("model_not_ready", service.not_ready_reason)
     return jsonify(status="ready", model=service.segmenter.info, runtime=service.segmenter.runtime)
 
 
 @bp.get("/api/model")
 def model_card():
-    service = model_service()
+    service = current_service()
     config = current_app.config
     return jsonify(
         model=service.segmenter.info,
@@ -63,26 +58,19 @@ def openapi():
 @bp.post("/predict")
 @token_required
 def predict():
-    segmenter = model_service().segmenter
+    segmenter = get_segmenter()
     options = request_options(request)
     data = single_image(request)
-    config = current_app.config
     if options.all_frames:
-        window = options.smoothing or config["CINE_SMOOTHING"]
-        return jsonify(
-            analyse_loop(
-                segmenter, data, options, config["MAX_PIXELS"], config["MAX_FRAMES"], window, request_deadline()
-            )
-        )
-    return jsonify(analyse(segmenter, data, options, config["MAX_PIXELS"], request_deadline()))
+        window = options.smoothing or current_app.config["CINE_SMOOTHING"]
+        return jsonify(analyse_loop(segmenter, data, options, request_limits(), window))
+    return jsonify(analyse(segmenter, data, options, request_limits()))
 
 
 @bp.post("/predict/batch")
 @token_required
 def predict_batch():
-    segmenter = model_service().segmenter
+    segmenter = get_segmenter()
     options = request_options(request)
     blobs = batch_images(request, current_app.config["MAX_BATCH"])
-    return jsonify(
-        results=analyse_batch(segmenter, blobs, options, current_app.config["MAX_PIXELS"], request_deadline())
-    )
+    return jsonify(results=analyse_batch(segmenter, blobs, options, request_limits()))

@@ -8,17 +8,15 @@ from pathlib import Path
 
 from model.artifact import MODEL_DIR
 from model.cine import DEFAULT_MAX_FRAMES, check_window
+from model.decode.limits import DEFAULT_MAX_PIXELS
 from model.segmenter import RUNTIMES
 
-#: 20 MiB: a scanner frame is ~250 kB as TIFF, so this allows a full batch with room to spare.
+#: 20 MiB: room for a full batch of scanner frames as TIFF (docs/api.md, "Configuration").
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-#: 16 MP (4096 x 4096). Serving one image holds ~20 bytes per pixel (float image, probability map, mask,
-#: overlay), so this caps one request near 330 MB; ultrasound frames are ~0.25 MP.
-DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_BATCH = 32
-#: Seconds a request may take in the app. A 580 x 420 frame takes ~25 ms and a full batch of 32 ~1 s on
-#: 2 cores (docs/performance.md), so 30 s only stops requests that are stuck behind an overload; keep it
-#: below any proxy's timeout so the client gets this service's JSON answer rather than the proxy's page.
+#: Seconds a request may take in the app: far more than a full batch takes (docs/performance.md), so it only
+#: stops requests that are stuck behind an overload; keep it below any proxy's timeout so the client gets
+#: this service's JSON answer rather than the proxy's page.
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 #: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
 DEFAULT_CINE_SMOOTHING = 1

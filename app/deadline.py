@@ -32,7 +32,6 @@ class Deadline:
         """Raise 503 request_timeout when the budget is spent, naming the stage that would have run next."""
         if clock() > self.expires:
             raise ApiError(
-                503,
                 "request_timeout",
                 f"the request took longer than its {self.seconds:g} s budget and was stopped before "
                 f"{next_stage}; send fewer or smaller images, or retry when the service is less busy",

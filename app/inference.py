@@ -7,20 +7,41 @@ A cine loop (`analyse_loop`) answers each frame with the very fields a single fr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
+from flask import current_app
 
-from app.deadline import NO_DEADLINE, Deadline
+from app.deadline import NO_DEADLINE, Deadline, request_deadline
 from app.errors import error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
-from model.frames import decode_all, decode_first
+from model.decode.frames import decode_all, decode_first
+from model.errors import ImageError
 from model.postprocessing import Prediction, outer_contours
-from model.preprocessing import ImageError
 from model.rle import rle_encode
 from model.segmenter import Segmenter
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost: decoded pixels per image (and per batch group), frames per loop, and its
+    time budget, checked between stages."""
+
+    max_pixels: int
+    max_frames: int
+    deadline: Deadline = NO_DEADLINE
+
+    @classmethod
+    def from_config(cls, config: Mapping, deadline: Deadline = NO_DEADLINE) -> Limits:
+        return cls(max_pixels=config["MAX_PIXELS"], max_frames=config["MAX_FRAMES"], deadline=deadline)
+
+
+def request_limits() -> Limits:
+    """The limits of the request being served: the app's configured ones and this request's deadline."""
+    return Limits.from_config(current_app.config, request_deadline())
 
 
 def _ms(seconds: float) -> float:
@@ -73,13 +94,12 @@ def _result(
     return result
 
 
-def analyse(
-    segmenter: Segmenter, data: bytes, options: Options, max_pixels: int, deadline: Deadline = NO_DEADLINE
-) -> dict:
+def analyse(segmenter: Segmenter, data: bytes, options: Options, limits: Limits) -> dict:
     """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
+    deadline = limits.deadline
     deadline.check("decoding")
     start = perf_counter()
-    gray = decode_first(data, max_pixels=max_pixels)
+    gray = decode_first(data, max_pixels=limits.max_pixels)
     decoded = perf_counter()
     deadline.check("inference")
     prediction = segmenter.predict(gray, options.threshold)
@@ -87,32 +107,29 @@ def analyse(
     return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, deadline)
 
 
-def _decoded(
-    blobs: list[bytes], max_pixels: int, results: list, deadline: Deadline
-) -> Iterator[tuple[int, np.ndarray, float]]:
+def _decoded(blobs: list[bytes], limits: Limits, results: list) -> Iterator[tuple[int, np.ndarray, float]]:
     """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place."""
     for index, data in enumerate(blobs):
-        deadline.check(f"decoding image {index + 1} of {len(blobs)}")
+        limits.deadline.check(f"decoding image {index + 1} of {len(blobs)}")
         start = perf_counter()
         try:
-            gray = decode_first(data, max_pixels=max_pixels)
+            gray = decode_first(data, max_pixels=limits.max_pixels)
         except ImageError as exc:
             results[index] = error_body(exc.code, exc.message)
             continue
         yield index, gray, perf_counter() - start
 
 
-def analyse_batch(
-    segmenter: Segmenter, blobs: list[bytes], options: Options, max_pixels: int, deadline: Deadline = NO_DEADLINE
-) -> list[dict]:
+def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, limits: Limits) -> list[dict]:
     """Several images, each answered by a result or its own error, in order; over the deadline, none (the
     whole request fails: a partial batch would look like a complete one to a careless client).
 
-    Images go to the network in groups of at most `max_pixels` decoded pixels in all (a single image may
+    Images go to the network in groups of at most `limits.max_pixels` decoded pixels in all (a single image may
     reach that limit alone), so a batch never holds much more memory than one maximal image. A frame's
     prediction is bitwise the same alone or in a group (model/segmenter.py), and in a group `infer` is the
     group's model time shared evenly among its images.
     """
+    deadline, max_pixels = limits.deadline, limits.max_pixels
     results: list = [None] * len(blobs)
     group: list[tuple[int, np.ndarray, float]] = []
 
@@ -125,7 +142,7 @@ def analyse_batch(
             results[index] = _result(segmenter, prediction, gray, options.include, decode, infer, deadline)
         group.clear()
 
-    for item in _decoded(blobs, max_pixels, results, deadline):
+    for item in _decoded(blobs, limits, results):
         if group and sum(gray.size for _, gray, _ in group) + item[1].size > max_pixels:
             flush()
         group.append(item)
@@ -134,24 +151,18 @@ def analyse_batch(
     return results
 
 
-def analyse_loop(
-    segmenter: Segmenter,
-    data: bytes,
-    options: Options,
-    max_pixels: int,
-    max_frames: int,
-    window: int,
-    deadline: Deadline = NO_DEADLINE,
-) -> dict:
+def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, limits: Limits, window: int) -> dict:
     """Every frame of a multi-frame file (TIFF pages, DICOM frames, clip frames) in file order, segmented in
     batches with the probability maps smoothed over `window` frames (model/cine.py).
 
     Each entry of `frames` has the single-frame fields plus `frame` (0-based index); its `timing_ms` holds
-    the loop's decode and model time shared evenly. ImageError (including too_many_frames) propagates.
+    the loop's decode and model time shared evenly. ImageError (including too_many_frames, over
+    `limits.max_frames`) propagates.
     """
+    deadline = limits.deadline
     start = perf_counter()
     deadline.check("decoding")
-    grays = decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
+    grays = decode_all(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
     decoded = perf_counter()
     deadline.check(f"inference on {len(grays)} frame(s)")
     predictions = segmenter.predict_sequence(grays, options.threshold, window)

@@ -1,10 +1,12 @@
-"""The process's one Segmenter, and whether it is ready to serve.
+"""The process's one Segmenter, and whether it is ready to serve: a Flask extension.
 
-The metadata and the weights' sha256 are checked as soon as the service is created, so a missing or
-damaged model stops start-up at once with a message naming the file. Loading and the warm-up inference
-(which traces and XLA-compiles the network: seconds) run then too, or on a background thread when
-NERVE_MODEL_LOADING=background; until they finish `ready` is false, /readyz answers 503 and predictions
-answer 503 `model_not_ready`.
+`init_app(app)` creates the app's ModelService from its config (NERVE_MODEL_DIR, NERVE_RUNTIME,
+NERVE_INFERENCE_THREADS, NERVE_MODEL_LOADING) and keeps it in `app.extensions`; `current_service()` and
+`get_segmenter()` are the one way the blueprints reach it. The metadata and the weights' sha256 are checked
+as soon as the service is created, so a missing or damaged model stops start-up at once with a message
+naming the file. Loading and the warm-up inference (which traces and compiles the network) run then too, or
+on a background thread when NERVE_MODEL_LOADING=background; until they finish `ready` is false, /readyz
+answers 503 and predictions answer 503 `model_not_ready`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import logging
 import threading
 from pathlib import Path
 
+from flask import Flask, current_app
+
 from app.errors import ApiError
 from model.artifact import load_metadata, verify_weights
 from model.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
+
+#: The key of the app's ModelService in `app.extensions`.
+EXTENSION = "model_service"
 
 
 class ModelService:
@@ -62,7 +69,7 @@ class ModelService:
     def segmenter(self) -> Segmenter:
         """The loaded Segmenter, or a 503 for the client while it is loading (or failed to load)."""
         if self._segmenter is None:
-            raise ApiError(503, "model_not_ready", self.not_ready_reason)
+            raise ApiError("model_not_ready", self.not_ready_reason)
         return self._segmenter
 
     @property
@@ -70,3 +77,25 @@ class ModelService:
         if self.failure:
             return f"the model failed to load: {self.failure}"
         return "the model is still loading; retry shortly"
+
+
+def init_app(app: Flask) -> ModelService:
+    """Create the app's ModelService from its config and load the model (now, or in the background)."""
+    config = app.config
+    service = ModelService(config["MODEL_DIR"], config["RUNTIME"], config["INFERENCE_THREADS"])
+    if config["MODEL_LOADING"] == "background":
+        service.load_in_background()
+    else:
+        service.load()
+    app.extensions[EXTENSION] = service
+    return service
+
+
+def current_service() -> ModelService:
+    """The current app's ModelService (in a request or app context)."""
+    return current_app.extensions[EXTENSION]
+
+
+def get_segmenter() -> Segmenter:
+    """The current app's loaded Segmenter, or 503 model_not_ready while it is loading or failed to load."""
+    return current_service().segmenter

@@ -7,20 +7,11 @@ configuration.
 
 from __future__ import annotations
 
+from app.errors import ERRORS, codes_with_status
 from app.options import DEFAULT_INCLUDE, OPTIONAL_FIELDS
+from app.uploads import RAW_BODY_TYPES
 from model.cine import LOOP_PIXEL_FACTOR, MAX_WINDOW
-from model.frames import ACCEPTED
-
-ERROR_CODES = {
-    400: "missing_file, multiple_files, too_many_images, invalid_parameter, invalid_image, empty_image, "
-    "unreadable_image, bad_request",
-    401: "unauthorized (only when NERVE_API_TOKEN is set)",
-    413: "request_too_large (body or form field over the byte limit), image_too_large (over the pixel limit), "
-    "too_many_frames (frames=all: over the frame or loop pixel limit)",
-    415: "unsupported_media_type (body neither multipart nor image/*), unsupported_image_format, "
-    "unsupported_transfer_syntax (compressed DICOM this service cannot decode)",
-    503: "model_not_ready, request_timeout (over NERVE_REQUEST_TIMEOUT; stopped between stages)",
-}
+from model.decode.formats import ACCEPTED
 
 PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
 
@@ -49,8 +40,7 @@ SCHEMAS = {
         "enum": ["onnxruntime", "keras"],
         "description": "What runs the network: onnxruntime on the ONNX export of the weights when the deployment "
         "has an up-to-date one (the container does), else Keras on TensorFlow. Both run the same "
-        "weights; over the 2,043 shared frames their probabilities differed by 3.0e-6 at most "
-        "(model 1.4.0) and no mask pixel differed.",
+        "weights, and the model card records how closely their probabilities and masks agree.",
     },
     "ModelInfo": {
         "type": "object",
@@ -227,8 +217,13 @@ def _json(ref: str, description: str) -> dict:
     }
 
 
+def error_description(status: int) -> str:
+    """The codes a status answers with, from app/errors.py's table (the one place a code gets its status)."""
+    return ", ".join(f"{code} ({ERRORS[code].when})" for code in codes_with_status(status))
+
+
 def _errors(*statuses: int) -> dict:
-    return {str(s): _json("Error", ERROR_CODES[s]) for s in statuses}
+    return {str(s): _json("Error", error_description(s)) for s in statuses}
 
 
 def _parameters() -> list[dict]:
@@ -303,8 +298,8 @@ def openapi_spec(config: dict) -> dict:
             "/predict": {
                 "post": {
                     "summary": "Segment one image",
-                    "description": "The image in multipart field `image`, or as the raw body with an image/* "
-                    "Content-Type. " + limits,
+                    "description": "The image in multipart field `image`, or as the raw body with one of the "
+                    f"Content-Types {', '.join(RAW_BODY_TYPES)}. " + limits,
                     "security": secured,
                     "parameters": _parameters() + _loop_parameters(config),
                     "requestBody": {
@@ -322,7 +317,10 @@ def openapi_spec(config: dict) -> dict:
                                     },
                                 }
                             },
-                            "image/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                            **{
+                                mime: {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+                                for mime in RAW_BODY_TYPES
+                            },
                         },
                     },
                     "responses": {

@@ -12,7 +12,7 @@ from app.errors import ApiError
 from model.cine import MAX_WINDOW, check_window
 
 #: Fields a client may ask for. `image_png` (the input as an 8-bit PNG) lets the page show a TIFF, which
-#: browsers cannot display; it is an addition to the issue's list and never sent by default.
+#: browsers cannot display; it is an addition to the original contract and never sent by default.
 OPTIONAL_FIELDS = ("mask_png", "overlay_png", "probability_png", "rle", "contours", "image_png")
 DEFAULT_INCLUDE = frozenset({"mask_png", "rle"})
 
@@ -35,7 +35,7 @@ def parse_threshold(text: str | None) -> float | None:
         value = math.nan
     if not 0.0 < value < 1.0:  # also false for NaN
         raise ApiError(
-            400, "invalid_parameter", f"threshold must be a number between 0 and 1 (exclusive), got {text[:40]!r}"
+            "invalid_parameter", f"threshold must be a number between 0 and 1 (exclusive), got {text[:40]!r}"
         )
     return value
 
@@ -48,7 +48,6 @@ def parse_include(text: str | None) -> frozenset[str]:
     unknown = sorted(names.difference(OPTIONAL_FIELDS))
     if unknown:
         raise ApiError(
-            400,
             "invalid_parameter",
             f"unknown include value(s) {', '.join(unknown)[:200]}; choose from {', '.join(OPTIONAL_FIELDS)}",
         )
@@ -59,7 +58,7 @@ def parse_frames(text: str | None) -> bool:
     """`all` asks for every frame; absent, empty or `first` keeps the single-frame answer (first frame)."""
     value = (text or "").strip().lower()
     if value not in ("", "first", "all"):
-        raise ApiError(400, "invalid_parameter", f"frames must be 'all' or 'first', got {text[:40]!r}")
+        raise ApiError("invalid_parameter", f"frames must be 'all' or 'first', got {text[:40]!r}")
     return value == "all"
 
 
@@ -71,7 +70,6 @@ def parse_smoothing(text: str | None) -> int | None:
         return check_window(int(text))
     except ValueError:
         raise ApiError(
-            400,
             "invalid_parameter",
             f"smoothing must be an odd whole number of frames from 1 to {MAX_WINDOW}, got {text[:40]!r}",
         ) from None

@@ -14,23 +14,19 @@ from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import HTTPException
 from wtforms import StringField, ValidationError
 
-from app.deadline import request_deadline
-from app.errors import ApiError, describe_http_error
+from app.errors import ApiError, describe_http_error, status_of
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
-from app.inference import analyse
+from app.inference import analyse, request_limits
+from app.model_service import current_service, get_segmenter
 from app.options import Options, parse_threshold
-from model.preprocessing import ImageError
+from model.decode.formats import ACCEPT_ATTRIBUTE
+from model.errors import ImageError
 
 bp = Blueprint("pages", __name__)
 
 #: What the page shows: the input as PNG, the mask and overlay (also offered as downloads), the outline, and
 #: the probability map its script re-thresholds and draws as a heatmap.
 PAGE_INCLUDE = frozenset({"image_png", "mask_png", "overlay_png", "contours", "probability_png"})
-
-ACCEPTED_TYPES = (
-    "image/tiff,image/png,image/jpeg,image/bmp,application/dicom,video/mp4,video/x-msvideo,"
-    ".tif,.tiff,.png,.jpg,.jpeg,.bmp,.dcm,.dicom,.mp4,.avi"
-)
 
 
 def _threshold_is_valid(form: FlaskForm, field: StringField) -> None:
@@ -44,7 +40,7 @@ class UploadForm(FlaskForm):
     image = FileField(
         "Ultrasound image",
         validators=[FileRequired("Choose an image file first.")],
-        render_kw={"accept": ACCEPTED_TYPES},
+        render_kw={"accept": ACCEPT_ATTRIBUTE},
     )
     threshold = StringField(
         "Threshold (optional)",
@@ -69,7 +65,7 @@ def _page(form: UploadForm, *, result: dict | None = None, error: str | None = N
         overlay_colour=OVERLAY_HEX,
         overlay_opacity=OVERLAY_OPACITY,
         outline_px=OUTLINE_PX,
-        model_threshold=current_app.extensions["model_service"].metadata["postprocessing"]["threshold"],
+        model_threshold=current_service().metadata["postprocessing"]["threshold"],
         page_include=",".join(sorted(PAGE_INCLUDE)),
     ), status
 
@@ -84,12 +80,9 @@ def index():
         return _page(form, error=" ".join(messages), status=400)
     options = Options(threshold=parse_threshold(form.threshold.data), include=PAGE_INCLUDE)
     try:
-        segmenter = current_app.extensions["model_service"].segmenter
-        result = analyse(
-            segmenter, form.image.data.read(), options, current_app.config["MAX_PIXELS"], request_deadline()
-        )
+        result = analyse(get_segmenter(), form.image.data.read(), options, request_limits())
     except (ApiError, ImageError) as exc:
-        return _page(form, error=exc.message, status=exc.status)
+        return _page(form, error=exc.message, status=status_of(exc.code))
     return _page(form, result=result)
 
 
@@ -108,7 +101,7 @@ def csrf_error(exc: CSRFError):
 
 @bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    status, _, message = describe_http_error(exc)
+    _, message, status = describe_http_error(exc)
     return _page(UploadForm(formdata=None), error=message, status=status)
 
 

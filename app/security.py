@@ -75,7 +75,6 @@ def token_required(view: Callable) -> Callable:
         expected = current_app.config["API_TOKEN"]
         if expected and not (_bearer_token_matches(expected) or _page_csrf_token_valid()):
             raise ApiError(
-                401,
                 "unauthorized",
                 "send 'Authorization: Bearer <token>' with the API token",
                 headers={"WWW-Authenticate": "Bearer"},

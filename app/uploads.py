@@ -12,9 +12,17 @@ import io
 from flask import Request
 
 from app.errors import ApiError
+from model.decode.formats import MIME_TYPES
 
 IMAGE_FIELD = "image"
 BATCH_FIELD = "images"
+#: Content-Types a /predict body may be sent as raw: any image type (the bytes, not the label, decide how
+#: it is decoded) and the accepted formats' own types that are not image/* (DICOM, clips).
+RAW_BODY_TYPES = ("image/*", *(mime for mime in MIME_TYPES if not mime.startswith("image/")))
+
+
+def is_raw_body_type(mimetype: str) -> bool:
+    return mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES
 
 
 class InMemoryRequest(Request):
@@ -31,23 +39,23 @@ class InMemoryRequest(Request):
 
 
 def _missing(field: str) -> ApiError:
-    return ApiError(400, "missing_file", f"no file in the multipart field '{field}'")
+    return ApiError("missing_file", f"no file in the multipart field '{field}'")
 
 
 def _not_multipart(request: Request, field: str) -> ApiError:
     if not request.mimetype and not request.content_length:
         return _missing(field)
     return ApiError(
-        415,
         "unsupported_media_type",
         f"Content-Type '{request.mimetype}' is not multipart/form-data with the field '{field}'"
-        + (" or an image type" if field == IMAGE_FIELD else ""),
+        + (f" or one of {', '.join(RAW_BODY_TYPES)}" if field == IMAGE_FIELD else ""),
     )
 
 
 def single_image(request: Request) -> bytes:
-    """The bytes of the one image of a /predict request: multipart field `image`, or a raw image/* body."""
-    if request.mimetype.startswith("image/"):
+    """The bytes of the one image of a /predict request: multipart field `image`, or a raw body of one of
+    RAW_BODY_TYPES."""
+    if is_raw_body_type(request.mimetype):
         return request.get_data(cache=False)
     if request.mimetype != "multipart/form-data":
         raise _not_multipart(request, IMAGE_FIELD)
@@ -56,7 +64,7 @@ def single_image(request: Request) -> bytes:
         raise _missing(IMAGE_FIELD)
     if len(files) > 1:
         raise ApiError(
-            400, "multiple_files", f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch"
+            "multiple_files", f"{len(files)} files in the field '{IMAGE_FIELD}'; send one, or use /predict/batch"
         )
     return files[0].read()
 
@@ -69,5 +77,5 @@ def batch_images(request: Request, max_count: int) -> list[bytes]:
     if not files:
         raise _missing(BATCH_FIELD)
     if len(files) > max_count:
-        raise ApiError(400, "too_many_images", f"{len(files)} files sent; the limit is {max_count} per request")
+        raise ApiError("too_many_images", f"{len(files)} files sent; the limit is {max_count} per request")
     return [file.read() for file in files]

@@ -49,14 +49,14 @@ def main() -> None:
     import os
 
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)
+    import keras
     import tensorflow as tf
 
     from model.onnx_export import export_copy
-    from model.onnx_serving import onnx_forward
     from model.segmenter import Segmenter
 
     seg = Segmenter.load(args.model_dir, runtime="keras")
-    model = seg.model
+    model = keras.models.load_model(Path(args.model_dir) / seg.metadata["weights"]["file"], compile=False)
     x = np.random.default_rng(0).standard_normal((1, seg.spec.height, seg.spec.width, 1)).astype(np.float32)
     reference = model(x, training=False).numpy()
 
@@ -72,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # sessions hold the graph in memory once created
         folder = export_copy(args.model_dir, Path(tmp) / "model")
         fast = Segmenter.load(folder, runtime="onnxruntime", threads=args.threads)
-        one_pass = onnx_forward(folder, seg.metadata, hflip=False, threads=args.threads)
+        one_pass = fast.forward  # one pass of the network, without the flip TTA
     results["onnxruntime"] = timed(lambda: one_pass(x), args.repeats)
     results["onnxruntime"]["max_abs_diff_vs_keras"] = float(np.abs(one_pass(x) - reference[..., 0]).max())
     results["segmenter_onnxruntime_with_flip_tta"] = timed(lambda: fast.probability_maps(x), args.repeats)

@@ -1,4 +1,4 @@
-"""The contract between training and serving: architecture, pre/postprocessing, metric, RLE, artifact.
+"""The contract between training and serving: architecture, decoding, pre/postprocessing, metric, RLE, artifact.
 
 Heavy imports (Keras, TensorFlow) stay in `model.architecture` and `model.segmenter`, so tools that only
 decode images or score masks start fast.

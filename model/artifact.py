@@ -2,18 +2,25 @@
 
 `model/unet.keras` is the canonical artifact; `model/metadata.json` describes it (input format,
 normalisation, calibrated threshold and min-area, provenance, figures) and carries its sha256, which the
-service checks before serving, so a truncated or swapped file is refused at start-up.
+service checks before serving, so a truncated or swapped file is refused at start-up. Every metadata.json
+read or written is validated against `model/metadata.schema.json` (JSON Schema, with the jsonschema
+library), so a missing or mistyped field is refused with the file and the field named, not met later as a
+KeyError deep in serving.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from pathlib import Path
+
+from jsonschema import Draft202012Validator, ValidationError
 
 MODEL_DIR = Path(__file__).resolve().parent
 WEIGHTS_NAME = "unet.keras"
 METADATA_NAME = "metadata.json"
+SCHEMA_PATH = MODEL_DIR / "metadata.schema.json"
 
 
 class ModelArtifactError(RuntimeError):
@@ -36,10 +43,30 @@ def load_metadata(model_dir: Path = MODEL_DIR) -> dict:
         raise ModelArtifactError(f"{path}: metadata file is missing") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelArtifactError(f"{path}: metadata cannot be read: {exc}") from None
-    for key in ("input", "postprocessing", "weights"):
-        if key not in metadata:
-            raise ModelArtifactError(f"{path}: metadata lacks the '{key}' section")
+    validate_metadata(metadata, path)
     return metadata
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+
+
+def _describe(error: ValidationError) -> str:
+    """One schema violation in words, naming the field by its dotted path."""
+    where = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "required":
+        missing = next(key for key in error.validator_value if key not in error.instance)
+        field = f"{where}.{missing}" if where else missing
+        return f"metadata lacks the required field '{field}'"
+    return f"metadata field '{where or '(top level)'}' is invalid: {error.message}"
+
+
+def validate_metadata(metadata: object, path: Path) -> None:
+    """Raise ModelArtifactError naming `path` and the field when `metadata` does not fit the schema."""
+    errors = sorted(_validator().iter_errors(metadata), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        raise ModelArtifactError(f"{path}: {_describe(errors[0])}")
 
 
 def verify_weights(model_dir: Path, metadata: dict) -> Path:
@@ -60,7 +87,8 @@ def verify_weights(model_dir: Path, metadata: dict) -> Path:
 def save_artifact(model, metadata: dict, model_dir: Path) -> dict:
     """Write `<model_dir>/unet.keras` and a metadata.json that records its sha256; returns the metadata.
 
-    `metadata` must hold at least the 'input' and 'postprocessing' sections (see metadata.json).
+    `metadata` must hold at least the 'input' and 'postprocessing' sections (model/metadata.schema.json); it
+    is validated before metadata.json is written.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -73,5 +101,6 @@ def save_artifact(model, metadata: dict, model_dir: Path) -> dict:
         "bytes": weights.stat().st_size,
         "parameters": int(model.count_params()),
     }
+    validate_metadata(metadata, model_dir / METADATA_NAME)
     (model_dir / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.preprocessing import ImageError
+from model.errors import TooManyFramesError
 
 #: A loop's decoded frames may hold this many times the per-image pixel limit in all: decoded float32 frames
 #: are kept together (smoothing needs neighbours), so this bounds a loop's memory like one image's limit does.
 LOOP_PIXEL_FACTOR = 4
 #: 300 frames: 10 s of cine at 30 frames/s (the service's NERVE_MAX_FRAMES and the folder CLI's --max-frames).
 DEFAULT_MAX_FRAMES = 300
-
-
-class TooManyFramesError(ImageError):
-    code = "too_many_frames"
-    status = 413
 
 
 def check_frame_count(count: int, max_frames: int, frame_pixels: int, max_pixels: int) -> None:

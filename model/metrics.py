@@ -1,8 +1,8 @@
 """Kaggle's per-image Dice, the one quality figure this project reports.
 
 Dice = 2|X∩Y| / (|X| + |Y|) per image, defined as 1 when both masks are empty; the score of a set is the
-mean over its images. Pixel accuracy is never reported: with a nerve covering ~3% of a frame, an empty
-prediction already scores 97%.
+mean over its images. Pixel accuracy is never reported: a nerve covers so small a part of a frame
+that an empty prediction already scores a near-perfect accuracy.
 """
 
 from __future__ import annotations

@@ -18,12 +18,15 @@ from model.preprocessing import resize_to
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Calibrated on validation folds by training; stored in metadata.json."""
+    """From the network's output to the answer: threshold and min-area are calibrated on validation folds by
+    training; all of it is stored in metadata.json's `postprocessing` section."""
 
     threshold: float
     min_area: int  # in model-input pixels
     model_height: int
     model_width: int
+    #: Flip test-time augmentation: each frame's map is averaged with its mirror's (model/segmenter.py).
+    tta_hflip: bool = False
 
     @classmethod
     def from_metadata(cls, metadata: dict) -> PostprocessConfig:
@@ -33,6 +36,7 @@ class PostprocessConfig:
             min_area=int(post["min_area_px"]),
             model_height=int(metadata["input"]["height"]),
             model_width=int(metadata["input"]["width"]),
+            tta_hflip="hflip" in post.get("tta", []),
         )
 
 

@@ -1,12 +1,13 @@
 """Predict every image in a folder: mask PNGs plus a CSV of presence, probability, area and bbox.
 
-    python -m model.predict --input DIR --out DIR [--model model] [--threshold T] [--frames all]
+    python -m model.predict --input DIR --out DIR [--model model] [--threshold T] [--frames all] [--max-pixels N]
 
 For users with thousands of frames: frames are read and sent to the network BATCH at a time, with a progress
 bar. Besides TIFF, PNG, JPEG and BMP it reads DICOM (.dcm) and MP4/AVI clips. Of a multi-frame file (TIFF
 pages, DICOM frames, clip) it predicts the first frame, as POST /predict does without frames=all; with
 `--frames all` every frame, one CSV row and mask each (`frame` numbers them from 0; masks of multi-frame
-files are named `<stem>_f<frame>_mask.png`), within the same frame and pixel limits as the API's loops.
+files are named `<stem>_f<frame>_mask.png`), within the same frame and pixel limits as the API's loops. An
+image over `--max-pixels` (default 4096 x 4096, the service's NERVE_MAX_PIXELS) is refused from its header.
 Unreadable files are reported by name in the CSV's `error` column and on stderr, and the run goes on; the
 exit status is 1 when any file failed.
 """
@@ -24,13 +25,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from model.artifact import MODEL_DIR, ModelArtifactError
-from model.cine import DEFAULT_MAX_FRAMES
-from model.frames import ACCEPTED, read_frames
+from model.cine import DEFAULT_MAX_FRAMES, LOOP_PIXEL_FACTOR
+from model.decode.formats import ACCEPTED, EXTENSIONS
+from model.decode.frames import read_frames
+from model.decode.limits import DEFAULT_MAX_PIXELS
+from model.errors import ImageError
 from model.postprocessing import Prediction
-from model.preprocessing import DEFAULT_MAX_PIXELS, ImageError
 from model.rle import rle_encode
 
-EXTENSIONS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom", ".mp4", ".avi"}
 BATCH = 32
 FIELDS = [
     "file",
@@ -55,7 +57,12 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def predict_files(
-    segmenter, files: list[Path], threshold: float | None = None, *, max_frames: int | None = None
+    segmenter,
+    files: list[Path],
+    threshold: float | None = None,
+    *,
+    max_frames: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[tuple[Path, int, bool, Prediction | ImageError]]:
     """(file, frame, whether the file has several frames, its Prediction or the ImageError that names the file),
     in file and frame order.
@@ -75,7 +82,7 @@ def predict_files(
 
     for path in files:
         try:
-            frames = read_frames(path, max_pixels=DEFAULT_MAX_PIXELS, max_frames=max_frames)
+            frames = read_frames(path, max_pixels=max_pixels, max_frames=max_frames)
         except ImageError as exc:
             pending.append((path, 0, False, exc))
             continue
@@ -87,7 +94,13 @@ def predict_files(
 
 
 def predict_folder(
-    segmenter, files: list[Path], out: Path, threshold: float | None = None, *, max_frames: int | None = None
+    segmenter,
+    files: list[Path],
+    out: Path,
+    threshold: float | None = None,
+    *,
+    max_frames: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     masks = out / "masks"
@@ -96,7 +109,9 @@ def predict_folder(
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None)
     rows: list[dict] = []
     done: set[Path] = set()
-    for path, frame, several, pred in predict_files(segmenter, files, threshold, max_frames=max_frames):
+    for path, frame, several, pred in predict_files(
+        segmenter, files, threshold, max_frames=max_frames, max_pixels=max_pixels
+    ):
         if isinstance(pred, ImageError):
             bar.write(f"skipped: {pred.message}", file=sys.stderr)
             rows.append({"file": path.name, "frame": frame, "error": pred.message})
@@ -160,11 +175,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=DEFAULT_MAX_FRAMES,
         help=f"with --frames all: most frames per file (default {DEFAULT_MAX_FRAMES}; a loop is "
-        "also capped at 4 x 16 megapixels in all)",
+        f"also capped at {LOOP_PIXEL_FACTOR} x --max-pixels in all)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest image, in pixels (default {DEFAULT_MAX_PIXELS} = 4096 x 4096, as the service's "
+        "NERVE_MAX_PIXELS); a larger one is refused from its header",
     )
     args = parser.parse_args(argv)
     if args.max_frames < 1:
         parser.error("--max-frames must be at least 1")
+    if args.max_pixels < 1:
+        parser.error("--max-pixels must be at least 1")
     if args.threshold is not None and not 0 < args.threshold < 1:
         parser.error("--threshold must lie strictly between 0 and 1")
     if not args.input.is_dir():
@@ -178,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     if segmenter is None:
         return 2
     rows = predict_folder(
-        segmenter, files, args.out, args.threshold, max_frames=args.max_frames if args.frames == "all" else None
+        segmenter,
+        files,
+        args.out,
+        args.threshold,
+        max_frames=args.max_frames if args.frames == "all" else None,
+        max_pixels=args.max_pixels,
     )
     failed = sum(bool(r.get("error")) for r in rows)
     print(f"{len(rows) - failed} frames predicted, {failed} files failed -> {args.out / 'predictions.csv'}")

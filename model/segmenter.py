@@ -1,16 +1,19 @@
-"""Load the model once and predict through one compiled call.
+"""The network's forward pass, the input spec and the post-processing config, put together as one Segmenter.
 
-`model.predict()` costs ~100 ms per frame in Keras' generic loop; a traced, XLA-compiled call of the same
-network ~12 ms, and onnxruntime on an ONNX export of it ~6 ms (docs/performance.md). `Segmenter.load`
-therefore runs the network through onnxruntime when an up-to-date `unet.onnx` sits beside `unet.keras`
-(model/onnx_serving.py) and through Keras otherwise. The Segmenter is the only way training's evaluation,
-the CLIs and the app obtain predictions, so with the same files a served mask is exactly the evaluated one.
+A Segmenter is built from typed parts: a forward function (one pass of the network on a normalised batch,
+from Keras or onnxruntime), the `InputSpec` and the `PostprocessConfig`. `Segmenter.load` builds one from a
+model folder (metadata.json checked against its schema, weights sha256-checked) and runs the network through
+onnxruntime when an up-to-date `unet.onnx` sits beside `unet.keras` (model/onnx_serving.py), through Keras
+otherwise; why that order: docs/performance.md. Training builds one from the model it has just trained
+(`Segmenter.from_keras`). It is the only way training's evaluation, the CLIs and the app obtain
+predictions, so with the same files a served mask is exactly the evaluated one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +25,13 @@ from model.onnx_serving import ONNX_NAME, OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
 
-if TYPE_CHECKING:  # importing Keras imports TensorFlow (seconds, ~600 MB): only the Keras path pays for it
+if TYPE_CHECKING:  # importing Keras imports TensorFlow (slow, and large in memory): only the Keras path pays for it
     import keras
 
 logger = logging.getLogger(__name__)
+
+#: One pass of the network: (N, h, w, 1) normalised float32 inputs -> (N, h, w) probabilities.
+Forward = Callable[[np.ndarray], np.ndarray]
 
 #: Most frames per compiled call, bounding memory for long batches and cine loops. Results do not depend on
 #: it: a frame's output is bitwise the same alone or in a batch (tested).
@@ -34,20 +40,50 @@ CHUNK = 32
 RUNTIMES = ("auto", "onnxruntime", "keras")
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which weights answer: name, version and sha256, as the API reports them."""
+
+    name: str
+    version: str
+    sha256: str
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping) -> ModelInfo:
+        return cls(
+            name=metadata.get("name", "unet"),
+            version=metadata.get("version", "0"),
+            sha256=metadata["weights"]["sha256"],
+        )
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
 class Segmenter:
-    """A trained U-Net with its pre- and postprocessing."""
+    """A U-Net's forward pass with its pre- and postprocessing."""
 
     def __init__(
-        self, model: keras.Model | None, metadata: dict, *, forward: Callable[[np.ndarray], np.ndarray] | None = None
+        self,
+        forward: Forward,
+        spec: InputSpec,
+        post: PostprocessConfig,
+        *,
+        runtime: str = "keras",
+        metadata: Mapping | None = None,
     ) -> None:
-        """A Keras model (compiled here), or model=None and an onnxruntime `forward` from onnx_forward."""
-        self.model = model
+        """`metadata` is the artifact's metadata.json when the Segmenter comes from a model folder (`load`);
+        it gives `info`. A Segmenter built from a model in memory has none."""
+        self.forward = forward
+        self.spec = spec
+        self.post = post
+        self.runtime = runtime
         self.metadata = metadata
-        self.spec = InputSpec.from_metadata(metadata)
-        self.post = PostprocessConfig.from_metadata(metadata)
-        self.tta_hflip = tta_hflip(metadata)
-        self.runtime = "keras" if forward is None else "onnxruntime"
-        self._forward = self._compile() if forward is None else forward
+
+    @classmethod
+    def from_keras(cls, model: keras.Model, spec: InputSpec, post: PostprocessConfig) -> Segmenter:
+        """A Segmenter on a Keras model in memory (training's held-out folds), compiled for its backend."""
+        return cls(keras_forward(model, spec), spec, post, runtime="keras")
 
     @classmethod
     def load(
@@ -68,9 +104,11 @@ class Segmenter:
         model_dir = Path(model_dir)
         metadata = load_metadata(model_dir)
         weights = verify_weights(model_dir, metadata) if verify else model_dir / metadata["weights"]["file"]
+        spec, post = InputSpec.from_metadata(metadata), PostprocessConfig.from_metadata(metadata)
         if runtime != "keras":
             try:
-                return cls(None, metadata, forward=onnx_forward(model_dir, metadata, tta_hflip(metadata), threads))
+                forward = onnx_forward(model_dir, metadata, threads)
+                return cls(forward, spec, post, runtime="onnxruntime", metadata=metadata)
             except OnnxUnusable as exc:
                 if runtime == "onnxruntime":
                     raise
@@ -83,50 +121,25 @@ class Segmenter:
             model = keras.models.load_model(weights, compile=False)
         except Exception as exc:  # Keras raises several types for damaged archives
             raise ModelArtifactError(f"{weights}: model cannot be loaded: {exc}") from None
-        return cls(model, metadata)
+        return cls(keras_forward(model, spec), spec, post, runtime="keras", metadata=metadata)
 
-    def _compile(self):
-        """The forward pass (with flip TTA when the metadata asks for it) as one compiled call."""
-        import keras
+    def tta_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, h, w, 1) normalised inputs -> the frames' maps and their mirrors' maps (flipped back), both
+        (N, h, w), before averaging; the second is None when the config asks for no flip TTA.
 
-        if keras.backend.backend() == "tensorflow":
-            return self._compile_tensorflow()
-        return self._forward_any_backend
-
-    def _compile_tensorflow(self):
-        import tensorflow as tf
-
-        model = self.model
-        hflip = self.tta_hflip
-
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, self.spec.height, self.spec.width, 1], tf.float32)],
-            jit_compile=True,
-        )
-        def forward(x):
-            if not hflip:
-                return model(x, training=False)[..., 0]
-            # Test-time augmentation: the frame and its mirror in one call (one pass over the weights).
-            both = model(tf.concat([x, tf.reverse(x, [2])], axis=0), training=False)
-            plain, mirrored = tf.split(both, 2, axis=0)
-            return (0.5 * (plain + tf.reverse(mirrored, [2])))[..., 0]
-
-        return forward
-
-    def _forward_any_backend(self, x: np.ndarray) -> np.ndarray:
-        """The same computation through Keras' own compiled predict step, for JAX or PyTorch (training on a
-        GPU machine); serving runs on TensorFlow."""
-        if not self.tta_hflip:
-            return self.model.predict_on_batch(x)[..., 0]
-        both = self.model.predict_on_batch(np.concatenate([x, x[:, :, ::-1]]))
-        return (0.5 * (both[: len(x)] + both[len(x) :, :, ::-1]))[..., 0]
+        The frames and their mirrors go through the network in one call (one pass over the weights).
+        """
+        if not self.post.tta_hflip:
+            return np.asarray(self.forward(batch)), None
+        both = np.asarray(self.forward(np.concatenate([batch, batch[:, :, ::-1]])))
+        return both[: len(batch)], both[len(batch) :, :, ::-1]
 
     def probability_maps(self, batch: np.ndarray) -> np.ndarray:
-        """(N, h, w, 1) normalised inputs -> (N, h, w) probabilities at model resolution."""
+        """(N, h, w, 1) normalised inputs -> (N, h, w) probabilities at model resolution (TTA averaged)."""
         out = np.empty(batch.shape[:3], np.float32)
         for start in range(0, len(batch), CHUNK):
-            part = batch[start : start + CHUNK]
-            out[start : start + len(part)] = np.asarray(self._forward(part))
+            plain, mirrored = self.tta_maps(batch[start : start + CHUNK])
+            out[start : start + len(plain)] = plain if mirrored is None else 0.5 * (plain + mirrored)
         return out
 
     def predict_many(self, grays: list[np.ndarray], threshold: float | None = None) -> list[Prediction]:
@@ -153,14 +166,28 @@ class Segmenter:
 
     @property
     def info(self) -> dict:
-        """Name, version and sha256 as the API reports them."""
-        return {
-            "name": self.metadata.get("name", "unet"),
-            "version": self.metadata.get("version", "0"),
-            "sha256": self.metadata["weights"]["sha256"],
-        }
+        """Name, version and sha256 as the API reports them; only a Segmenter loaded from a folder has them."""
+        if self.metadata is None:
+            raise ValueError("this Segmenter was built from a model in memory: it has no artifact identity")
+        return ModelInfo.from_metadata(self.metadata).as_dict()
 
 
-def tta_hflip(metadata: dict) -> bool:
-    """Whether the metadata asks for flip test-time augmentation (the frame averaged with its mirror)."""
-    return "hflip" in metadata["postprocessing"].get("tta", [])
+def keras_forward(model: keras.Model, spec: InputSpec) -> Forward:
+    """One pass of a Keras model as one compiled call: traced and XLA-compiled under TensorFlow (what serving
+    through Keras runs); Keras' own compiled predict step under JAX or PyTorch (training on a GPU machine)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return predict_step_forward(model)
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, spec.height, spec.width, 1], tf.float32)], jit_compile=True)
+    def forward(x):
+        return model(x, training=False)[..., 0]
+
+    return lambda x: forward(x).numpy()
+
+
+def predict_step_forward(model: keras.Model) -> Forward:
+    """One pass through Keras' generic compiled predict step, on any backend."""
+    return lambda x: model.predict_on_batch(x)[..., 0]

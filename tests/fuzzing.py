@@ -1,6 +1,6 @@
 """Hypothesis strategies for fuzzing: valid images of every accepted kind, damaged a few times, and raw bytes.
 
-Shared by the decoder fuzz test (tests/model/test_fuzz_decoder.py) and the /predict one
+Shared by the decoder fuzz test (tests/model/decode/test_fuzz_decoder.py) and the /predict one
 (tests/app/test_fuzz_predict.py).
 """
 

@@ -2,7 +2,7 @@
 
 Pairs are matched by name. A missing partner or an unreadable file is an error that names the file:
 silently dropping frames would change what a model was trained and evaluated on without anyone knowing.
-Images are decoded by model.preprocessing, the same code the service runs.
+Images are decoded by model.decode, the same code the service runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.preprocessing import ImageError, read_image, resize_to
+from model.decode.images import read_image
+from model.errors import ImageError
+from model.preprocessing import resize_to
 
 _IMAGE = re.compile(r"^(?P<subject>\d+)_(?P<frame>\d+)\.(?P<ext>tiff?|png)$", re.IGNORECASE)
 _MASK = re.compile(r"^(?P<subject>\d+)_(?P<frame>\d+)_mask\.(?P<ext>tiff?|png|gif)$", re.IGNORECASE)

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from model.artifact import ModelArtifactError
+from model.decode.images import read_image
+from model.errors import ImageError
 from model.metrics import dice
-from model.preprocessing import ImageError, read_image
 from model.rle import rle_encode
 from training.data import DatasetError, Pair, find_pairs
 from training.scoring import FrameScore, summarise

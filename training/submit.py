@@ -14,8 +14,8 @@ import csv
 import sys
 from pathlib import Path
 
+from model.errors import ImageError
 from model.predict import load_for_cli, predict_files
-from model.preprocessing import ImageError
 from model.rle import rle_encode
 
 

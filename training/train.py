@@ -367,35 +367,21 @@ def train_fold(
     )
 
 
-def fold_maps(
-    k: int,
-    folds: list[list[int]],
-    data: Dataset,
-    arch: UNetConfig,
-    spec: InputSpec,
-    cfg: TrainConfig,
-    args: RunConfig,
-) -> dict:
+def fold_maps(k: int, folds: list[list[int]], data: Dataset, spec: InputSpec, run: RunConfig) -> dict:
     """Fold k's out-of-fold probability maps (its trained model on its held-out subjects), cached."""
     import keras
 
     from model.segmenter import Segmenter
 
-    fold_dir = args.out / f"fold{k}"
+    fold_dir = run.out / f"fold{k}"
     done = fold_dir / "oof.npz"
     if done.exists():
         saved = np.load(done)
         return {"index": saved["index"], "maps": saved["maps"], "best_epoch": int(saved["best_epoch"])}
     model = keras.models.load_model(fold_dir / "best.keras", compile=False)
     index = fold_indices(data.subjects, folds[k])
-    segmenter = Segmenter(
-        model,
-        {
-            **base_metadata(args, arch, spec, cfg),
-            "postprocessing": {"threshold": 0.5, "min_area_px": 0, "tta": ["hflip"]},
-            "weights": {"sha256": ""},
-        },
-    )
+    # The held-out maps are what calibration sees, so they get the flip TTA the shipped model is served with.
+    segmenter = Segmenter.from_keras(model, spec, PostprocessConfig(0.5, 0, spec.height, spec.width, tta_hflip=True))
     maps = segmenter.probability_maps(normalise(data.images[index], spec))
     best_epoch = json.loads((fold_dir / "fold.json").read_text())["best_epoch"]
     np.savez(done, index=index, maps=maps, best_epoch=best_epoch)
@@ -494,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         if final and run.only_fold is None:
             train_final(data, arch, spec, cfg, run)
         return 0
-    results = [fold_maps(k, folds, data, arch, spec, cfg, run) for k in wanted]
+    results = [fold_maps(k, folds, data, spec, run) for k in wanted]
     if run.only_fold is not None:
         return 0
 

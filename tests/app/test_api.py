@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from model.preprocessing import decode_image
+from model.decode.images import decode_image
 from model.rle import rle_decode
 from tests.app.conftest import decode_png, pil_bytes, tiff_bytes
 from tests.conftest import phantom

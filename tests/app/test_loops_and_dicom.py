@@ -115,3 +115,15 @@ def test_compressed_dicom_is_a_clear_415_in_single_loop_and_batch(client):
     )
     first, second = results.get_json()["results"]
     assert first["width"] == 160 and second["error"]["code"] == "unsupported_transfer_syntax"
+
+
+def test_dicom_and_clips_may_be_sent_as_raw_bodies_of_their_own_types(client, tmp_path):
+    multipart = post(client, dicom_bytes(LOOP[:2])).get_json()
+    raw = client.post(f"/predict?threshold={THRESHOLD}", data=dicom_bytes(LOOP[:2]), content_type="application/dicom")
+    assert raw.status_code == 200 and raw.get_json()["rle"] == multipart["rle"]
+    clip = video_bytes(LOOP, tmp_path, ".avi", "MJPG")
+    raw = client.post("/predict?frames=all", data=clip, content_type="video/x-msvideo")
+    assert raw.status_code == 200 and raw.get_json()["frame_count"] == len(LOOP)
+    refused = client.post("/predict", data=clip, content_type="application/octet-stream")
+    assert refused.status_code == 415 and code_of(refused) == "unsupported_media_type"
+    assert "application/dicom" in refused.get_json()["error"]["message"]

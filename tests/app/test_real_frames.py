@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from model.artifact import METADATA_NAME, MODEL_DIR
-from model.preprocessing import read_image
+from model.decode.images import read_image
 from model.rle import rle_encode
 from tests.app.conftest import decode_png
 

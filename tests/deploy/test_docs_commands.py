@@ -86,6 +86,17 @@ def test_readme_links_resolve():
     assert not missing, f"README links to missing {missing}"
 
 
+def test_contributing_commands_and_paths_exist():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    used = {m for line in fenced_lines(text) for m in re.findall(r"\bmake (\w[\w-]*)", line)}
+    assert {"run", "test", "lint", "audit", "train", "evaluate"} <= used <= make_targets()
+    paths = {p for p in re.findall(r"`([\w./-]+\.(?:py|json|md|txt))`", text) if "/" in p}
+    assert {"app/errors.py", "model/errors.py", "model/decode/formats.py", "docs/api.md"} <= paths
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"CONTRIBUTING.md names missing files {missing}"
+    assert "\n## Training recipe\n\nSee docs/training.md.\n" in text
+
+
 def test_ci_script_is_executable_bash():
     assert CI_RUN.stat().st_mode & 0o111, ".ci/run must be executable"
     assert CI_RUN.read_text().startswith("#!/usr/bin/env bash")

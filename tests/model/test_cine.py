@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from model.cine import LOOP_PIXEL_FACTOR, TooManyFramesError, check_frame_count, smooth_maps
+from model.cine import LOOP_PIXEL_FACTOR, check_frame_count, smooth_maps
+from model.errors import TooManyFramesError
 from model.segmenter import Segmenter
 from tests.media import loop
 

@@ -42,8 +42,11 @@ def test_flip_tta_is_applied_on_the_onnxruntime_path_too(exported_dir):
     fast = Segmenter.load(exported_dir)
     keras_run = Segmenter.load(exported_dir, runtime="keras")
     batch = to_model_batch([phantom(120, 160, seed=3) / 255.0], fast.spec)
-    plain = keras_run.model.predict(batch, verbose=0)[..., 0]
+    plain = keras_run.forward(batch)
     assert not np.allclose(fast.probability_maps(batch), plain, atol=1e-6)  # the untrained net is not symmetric
+    fast_plain, fast_mirrored = fast.tta_maps(batch)
+    np.testing.assert_allclose(fast_plain, plain, atol=1e-5)
+    np.testing.assert_allclose(fast_mirrored, keras_run.forward(batch[:, :, ::-1])[:, :, ::-1], atol=1e-5)
 
 
 def test_a_stale_export_is_never_served(exported_dir, tmp_path, caplog):

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from model import predict
-from model.preprocessing import read_image
+from model.decode.images import read_image
 from model.rle import rle_decode, rle_encode
 from model.segmenter import Segmenter
 from tests.conftest import phantom
@@ -105,3 +105,26 @@ def test_max_frames_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main(["--input", str(tmp_path), "--out", str(tmp_path), "--frames", "all", "--max-frames", "0"])
     assert "--max-frames must be at least 1" in capsys.readouterr().err
+
+
+def test_max_pixels_defaults_to_the_services_limit_and_refuses_larger_images(tiny_model_dir, tmp_path, capsys):
+    import pytest
+
+    from model.decode.limits import DEFAULT_MAX_PIXELS
+
+    assert DEFAULT_MAX_PIXELS == 4096 * 4096
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(phantom(120, 160, seed=1)).save(src / "a.tif")
+    Image.fromarray(phantom(60, 80, seed=2)).save(src / "small.tif")
+    out = tmp_path / "out"
+    code = predict.main(
+        ["--input", str(src), "--out", str(out), "--model", str(tiny_model_dir), "--max-pixels", "5000"]
+    )
+    assert code == 1
+    rows = {r["file"]: r for r in csv.DictReader((out / "predictions.csv").read_text().splitlines())}
+    assert "a.tif: image is 160x120 = 19200 pixels; the limit is 5000" in rows["a.tif"]["error"]
+    assert rows["small.tif"]["error"] == "" and rows["small.tif"]["width"] == "80"
+    with pytest.raises(SystemExit):
+        predict.main(["--input", str(src), "--out", str(out), "--max-pixels", "0"])
+    assert "--max-pixels must be at least 1" in capsys.readouterr().err

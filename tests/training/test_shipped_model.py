@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from model.artifact import MODEL_DIR
+from model.decode.images import read_image
 from model.metrics import dice
-from model.preprocessing import read_image
 from model.rle import rle_decode, rle_encode
 from training import evaluate
 from training.data import find_pairs

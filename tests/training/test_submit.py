@@ -5,7 +5,7 @@ import csv
 import numpy as np
 from PIL import Image
 
-from model.preprocessing import read_image
+from model.decode.images import read_image
 from model.rle import rle_decode, rle_encode
 from model.segmenter import Segmenter
 from tests.conftest import phantom

@@ -144,7 +144,7 @@ def test_evaluate_cli_reports_the_segmenter_masks(run_dir, phantom_data, tmp_pat
     assert summary["empty_frames"] == 2 and set(summary["per_subject"]) == {"1", "2", "3", "4"}
     assert (tmp_path / "overlays.png").exists() and (tmp_path / "subject_dice.png").exists()
     segmenter = Segmenter.load(out / "model")
-    from model.preprocessing import read_image
+    from model.decode.images import read_image
 
     row = rows[5]
     pred = segmenter.predict(read_image(phantom_data / "train" / row["image"]))

@@ -14,12 +14,8 @@ import cv2
 import numpy as np
 
 from model.cine import check_frame_count
-from model.preprocessing import UnreadableImageError, check_size
-
-
-def is_video(data: bytes) -> bool:
-    """MP4/MOV (an `ftyp` box first) or AVI (a RIFF file of form `AVI `)."""
-    return data[4:8] == b"ftyp" or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
+from model.decode.limits import check_size
+from model.errors import UnreadableImageError
 
 
 def video_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None) -> list[np.ndarray]:

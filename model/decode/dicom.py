@@ -17,26 +17,9 @@ import pydicom.pixels
 from pydicom.errors import InvalidDicomError
 
 from model.cine import check_frame_count
-from model.preprocessing import (
-    ImageError,
-    UnreadableImageError,
-    UnsupportedImageError,
-    check_size,
-    luminance,
-    to_unit_float,
-)
-
-#: A DICOM Part 10 file has a 128-byte preamble, then these four bytes.
-MAGIC_OFFSET = 128
-MAGIC = b"DICM"
-
-
-class UnsupportedTransferSyntaxError(UnsupportedImageError):
-    code = "unsupported_transfer_syntax"
-
-
-def is_dicom(data: bytes) -> bool:
-    return data[MAGIC_OFFSET : MAGIC_OFFSET + len(MAGIC)] == MAGIC
+from model.decode.images import luminance, to_unit_float
+from model.decode.limits import check_size
+from model.errors import ImageError, UnreadableImageError, UnsupportedImageError, UnsupportedTransferSyntaxError
 
 
 def _dataset(data: bytes) -> pydicom.Dataset:

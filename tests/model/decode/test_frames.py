@@ -3,10 +3,15 @@
 import numpy as np
 import pytest
 
-from model.cine import TooManyFramesError
-from model.dicom import UnsupportedTransferSyntaxError
-from model.frames import decode_all, decode_first, read_frames
-from model.preprocessing import ImageError, UnreadableImageError, UnsupportedImageError
+from app.errors import status_of
+from model.decode.frames import decode_all, decode_first, read_frames
+from model.errors import (
+    ImageError,
+    TooManyFramesError,
+    UnreadableImageError,
+    UnsupportedImageError,
+    UnsupportedTransferSyntaxError,
+)
 from tests.media import (
     compressed_dicom_bytes,
     dicom_bytes,
@@ -59,7 +64,7 @@ def test_jpeg_baseline_dicom_is_decoded():
 def test_undecodable_compressed_dicom_is_a_clear_415():
     with pytest.raises(UnsupportedTransferSyntaxError) as caught:
         decode_first(compressed_dicom_bytes(), max_pixels=BIG)
-    assert caught.value.status == 415 and caught.value.code == "unsupported_transfer_syntax"
+    assert status_of(caught.value.code) == 415 and caught.value.code == "unsupported_transfer_syntax"
     assert "JPEG Lossless" in caught.value.message and "1.2.840.10008.1.2.4.70" in caught.value.message
 
 
@@ -67,7 +72,7 @@ def test_damaged_dicom_is_unreadable_not_a_crash():
     data = dicom_bytes(FRAMES)
     with pytest.raises(ImageError) as caught:
         decode_all(data[: len(data) // 2], max_pixels=BIG, max_frames=10)
-    assert caught.value.status in (400, 415)
+    assert status_of(caught.value.code) in (400, 415)
     with pytest.raises(UnsupportedImageError, match="no Pixel Data"):
         decode_first(b"\0" * 128 + b"DICM" + b"junk" * 10, max_pixels=BIG)
 

@@ -1,7 +1,8 @@
 """Every accepted file type, one frame or all of them: the one entry point for decoding uploads and files.
 
-Images (TIFF, PNG, JPEG, BMP) go through model.preprocessing as before; DICOM (model/dicom.py) and MP4/AVI
-clips (model/video.py) are recognised by their magic bytes, never by a filename. `decode_first` is what a
+The format is recognised by its magic bytes (model/decode/formats.py), never by a filename, and the file goes
+to that format's decoder: images.py (TIFF, PNG, JPEG, BMP), dicom.py or video.py (MP4/AVI clips); a file of
+no known signature goes to Pillow, whose refusal names every accepted format. `decode_first` is what a
 single-frame request gets (the first page of a multi-page TIFF, the first frame of a DICOM or clip);
 `decode_all` is a whole cine loop, refused from its header when over the frame limits (model/cine.py).
 """
@@ -15,36 +16,26 @@ import numpy as np
 from PIL import Image
 
 from model.cine import check_frame_count
-from model.dicom import dicom_frames, is_dicom
-from model.preprocessing import (
-    ImageError,
-    UnreadableImageError,
-    UnsupportedImageError,
-    decode_image,
-    iter_frames,
-)
-from model.video import is_video, video_frames
-
-ACCEPTED = "TIFF, PNG, JPEG, BMP, DICOM, MP4, AVI"
+from model.decode.dicom import dicom_frames
+from model.decode.formats import ACCEPTED, sniff
+from model.decode.images import decode_image, iter_frames
+from model.decode.video import video_frames
+from model.errors import ImageError, UnreadableImageError
 
 
-def _named_formats(exc: UnsupportedImageError) -> UnsupportedImageError:
-    """model.preprocessing names only the image formats; a refused file should hear all accepted ones."""
-    if type(exc) is UnsupportedImageError and "accepted:" in exc.message:
-        return UnsupportedImageError(exc.message.split("(accepted:")[0] + f"(accepted: {ACCEPTED})")
-    return exc
+def _decoder(data: bytes) -> str:
+    found = sniff(data)
+    return found.decoder if found else "images"
 
 
 def decode_first(data: bytes, *, max_pixels: int) -> np.ndarray:
     """The first (or only) frame of any accepted file, as float32 grayscale in [0, 1]."""
-    if is_dicom(data):
+    decoder = _decoder(data)
+    if decoder == "dicom":
         return dicom_frames(data, max_pixels=max_pixels)[0]
-    if is_video(data):
+    if decoder == "video":
         return video_frames(data, max_pixels=max_pixels)[0]
-    try:
-        return decode_image(data, max_pixels=max_pixels)
-    except UnsupportedImageError as exc:
-        raise _named_formats(exc) from None
+    return decode_image(data, max_pixels=max_pixels, accepted=ACCEPTED)
 
 
 def _image_frames(data: bytes, max_pixels: int, max_frames: int) -> list[np.ndarray]:
@@ -55,20 +46,18 @@ def _image_frames(data: bytes, max_pixels: int, max_frames: int) -> list[np.ndar
         return [decode_first(data, max_pixels=max_pixels)]
     check_frame_count(count, max_frames, pixels, max_pixels)
     try:
-        frames = list(iter_frames(data, max_pixels=max_pixels))
-    except UnsupportedImageError as exc:
-        raise _named_formats(exc) from None
+        return list(iter_frames(data, max_pixels=max_pixels, accepted=ACCEPTED))
     except UnreadableImageError:
         # Pages Pillow cannot read (e.g. 16-bit RGB TIFF) have a tifffile fallback, page by page.
-        frames = [decode_image(data, max_pixels=max_pixels, frame=k) for k in range(count)]
-    return frames
+        return [decode_image(data, max_pixels=max_pixels, frame=k, accepted=ACCEPTED) for k in range(count)]
 
 
 def decode_all(data: bytes, *, max_pixels: int, max_frames: int) -> list[np.ndarray]:
     """Every frame of any accepted file in file order; a single-frame file gives a list of one."""
-    if is_dicom(data):
+    decoder = _decoder(data)
+    if decoder == "dicom":
         return dicom_frames(data, max_pixels=max_pixels, max_frames=max_frames)
-    if is_video(data):
+    if decoder == "video":
         return video_frames(data, max_pixels=max_pixels, max_frames=max_frames)
     return _image_frames(data, max_pixels, max_frames)
 
@@ -84,5 +73,4 @@ def read_frames(path: Path, *, max_pixels: int, max_frames: int | None) -> list[
             return [decode_first(data, max_pixels=max_pixels)]
         return decode_all(data, max_pixels=max_pixels, max_frames=max_frames)
     except ImageError as exc:
-        error = type(exc)(f"{path}: {exc.message}")
-        raise error from None
+        raise exc.naming(path) from None

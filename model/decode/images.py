@@ -1,0 +1,191 @@
+"""TIFF, PNG, JPEG and BMP (one page or every page) to float32 grayscale in [0, 1] at the image's own size.
+
+Whatever the container holds (8/16-bit or float samples; grayscale, RGB, palette, CMYK), the result is one
+grayscale array scaled by the samples' own range, so a 16-bit export of a frame reads exactly like its 8-bit
+original. Pillow decodes; tifffile reads the TIFF layouts Pillow cannot.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+from model.decode.formats import FORMATS, IMAGE_FORMATS
+from model.decode.limits import DEFAULT_MAX_PIXELS, check_size
+from model.errors import (
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnreadableImageError,
+    UnsupportedImageError,
+)
+
+#: What these functions alone accept, named in their refusals; model/decode/frames.py names every format.
+IMAGES_ACCEPTED = ", ".join(IMAGE_FORMATS)
+
+# Pillow's own bomb guard is a warning at MAX_IMAGE_PIXELS; ours is a hard limit checked from the header.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def to_unit_float(array: np.ndarray) -> np.ndarray:
+    """Scale a decoded sample array to float32 in [0, 1] by its type's own range.
+
+    Integers are divided by their type's maximum (8-bit by 255, 16-bit by 65535), so a 16-bit export of a
+    frame reads exactly like its 8-bit original. Floats already in [0, 1] are kept; other floats are
+    min-max scaled, since they carry no fixed range.
+    """
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        if info.min < 0:
+            array = np.clip(array.astype(np.float64), 0, None)
+        return (array.astype(np.float64) / info.max).astype(np.float32)
+    values = array.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise UnreadableImageError("image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0.0 and high <= 1.0:
+        return values
+    if high == low:
+        return np.zeros_like(values)
+    # In float64: float32's range difference can overflow (e.g. -3e38 .. 3e38 spans more than its maximum).
+    return ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
+
+
+def luminance(array: np.ndarray) -> np.ndarray:
+    """Collapse colour channels with the ITU-R 601 weights Pillow uses for 'L' conversion."""
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # gray or gray+alpha
+        return array[..., 0]
+    if array.ndim == 3 and array.shape[2] in (3, 4):  # RGB or RGBA: alpha carries no anatomy
+        rgb = to_unit_float(array[..., :3])
+        return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+    raise UnsupportedImageError(f"unsupported sample layout {array.shape}")
+
+
+def _pil_frame_to_gray(frame: Image.Image) -> np.ndarray:
+    mode = frame.mode
+    if mode in ("L", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return to_unit_float(np.asarray(frame))
+    if mode == "I":
+        # 32-bit container; Pillow uses it for 16-bit PNGs, so values are read on the 16-bit scale.
+        values = np.asarray(frame).astype(np.float64)
+        return np.clip(values / 65535.0, 0.0, 1.0).astype(np.float32)
+    if mode == "1":
+        return np.asarray(frame.convert("L")).astype(np.float32) / 255.0
+    if mode in ("LA", "La"):
+        return np.asarray(frame.getchannel(0)).astype(np.float32) / 255.0
+    # RGB, RGBA, P, PA, CMYK, YCbCr, LAB, HSV: let Pillow map to RGB, then to luminance.
+    return luminance(np.asarray(frame.convert("RGB"))).astype(np.float32)
+
+
+def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarray:
+    """Fallback for TIFF sample formats Pillow cannot open (e.g. 16-bit RGB, multi-sample float)."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if frame >= len(tif.pages):
+                raise UnreadableImageError(f"TIFF has {len(tif.pages)} page(s); page {frame} was asked for")
+            page = tif.pages[frame]
+            shape = page.shape
+            if len(shape) < 2:
+                raise UnsupportedImageError(f"TIFF page has shape {shape}")
+            check_size(shape[1], shape[0], max_pixels)
+            array = page.asarray()
+    except ImageError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise UnreadableImageError(f"TIFF could not be decoded: {exc}") from None
+    gray = luminance(array)
+    return to_unit_float(gray)
+
+
+def iter_frames(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, accepted: str = IMAGES_ACCEPTED
+) -> Iterator[np.ndarray]:
+    """Yield every frame of a (multi-page) image as float32 grayscale in [0, 1]; a refusal names `accepted`."""
+    image = _open(data, max_pixels, accepted)
+    with image:
+        for frame in ImageSequence.Iterator(image):
+            check_size(frame.width, frame.height, max_pixels)
+            yield _load(frame)
+
+
+def _open(data: bytes, max_pixels: int, accepted: str) -> Image.Image:
+    if not data:
+        raise EmptyImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the error below says it better
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        # A damaged file of a known format (400) is not another kind of file (415): the magic bytes tell.
+        claimed = next((f.name for f in FORMATS if f.decoder == "images" and f.matches(data)), None)
+        if claimed:
+            raise UnreadableImageError(f"the file starts like a {claimed} but its header is damaged") from None
+        raise UnsupportedImageError(f"not a supported image (accepted: {accepted})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc)) from None
+    except Exception as exc:
+        raise UnreadableImageError(f"image header could not be read: {exc}") from None
+    if image.format not in IMAGE_FORMATS:
+        image.close()
+        raise UnsupportedImageError(f"image format {image.format} is not supported (accepted: {accepted})")
+    check_size(image.width, image.height, max_pixels)
+    return image
+
+
+def _load(frame: Image.Image) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame.load()
+        return _pil_frame_to_gray(frame)
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow raises many types for damaged files (OSError, TypeError, struct.error, ...)
+        raise UnreadableImageError(f"image data is truncated or damaged: {exc}") from None
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int = 0, accepted: str = IMAGES_ACCEPTED
+) -> np.ndarray:
+    """Decode image bytes to float32 grayscale in [0, 1], H x W, at the image's own size.
+
+    The size is checked against `max_pixels` from the header before any pixel is decoded, so a
+    decompression bomb costs nothing. Multi-page TIFFs give page `frame` (the first by default). A refusal
+    of another kind of file names the `accepted` formats.
+    """
+    image = _open(data, max_pixels, accepted)
+    with image:
+        is_tiff = image.format == "TIFF"
+        try:
+            image.seek(frame)
+        except EOFError:
+            raise UnreadableImageError(f"image has no frame {frame}") from None
+        try:
+            return _load(image)
+        except UnreadableImageError:
+            if not is_tiff:
+                raise
+    return _decode_with_tifffile(data, max_pixels, frame)
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file; errors name the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableImageError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise exc.naming(path) from None
