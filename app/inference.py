@@ -48,12 +48,20 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
+def quality_fields(prediction: Prediction) -> dict:
+    """`expected_dice` and `reliable` (model/quality.py); none for a model without a quality estimator."""
+    if prediction.assessment is None:
+        return {}
+    return {"expected_dice": prediction.assessment.expected_dice, "reliable": prediction.assessment.reliable}
+
+
 def describe(prediction: Prediction, gray: np.ndarray, include: frozenset[str]) -> dict:
     """The result fields for one prediction; optional fields only when asked for in `include`."""
     mask = prediction.mask
     result: dict = {
         "nerve_present": prediction.nerve_present,
         "nerve_probability": prediction.nerve_probability,
+        **quality_fields(prediction),
         "mask_area_px": prediction.area,
         "bbox": list(prediction.bbox) if prediction.bbox else None,
         "width": prediction.width,

@@ -75,6 +75,20 @@ SCHEMAS = {
                 "peak at model resolution (this model has no separate presence head). A "
                 "high value with an empty mask means the region was below the min-area gate.",
             },
+            "expected_dice": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The model's estimate of the Dice between the returned mask and an expert's outline "
+                "of the same frame; for an empty mask, the estimated probability that no nerve is in view. Computed "
+                "on the mask and map actually returned (fitted at the calibrated threshold). Absent when the model "
+                "folder has no quality estimator.",
+            },
+            "reliable": {
+                "type": "boolean",
+                "description": "expected_dice >= the model's cut (metadata.json quality.cut): false means "
+                "'uncertain: do not rely on this outline'. Absent with expected_dice.",
+            },
             "mask_area_px": {"type": "integer", "minimum": 0, "description": "Nerve pixels in the mask."},
             "bbox": {
                 "description": "[x, y, w, h] of the mask in input pixels; null when the mask is empty.",

@@ -101,6 +101,13 @@ def save_artifact(model, metadata: dict, model_dir: Path) -> dict:
         "bytes": weights.stat().st_size,
         "parameters": int(model.count_params()),
     }
-    validate_metadata(metadata, model_dir / METADATA_NAME)
-    (model_dir / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_metadata(metadata, model_dir)
     return metadata
+
+
+def write_metadata(metadata: dict, model_dir: Path) -> None:
+    """Validate and write `<model_dir>/metadata.json` (e.g. after adding the quality estimate to it; the
+    weights and their sha256 stay as they are)."""
+    path = Path(model_dir) / METADATA_NAME
+    validate_metadata(metadata, path)
+    path.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -9,11 +9,15 @@ scaled to each image's area, so a 256x186 and a 580x420 view of the same anatomy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from model.preprocessing import resize_to
+
+if TYPE_CHECKING:
+    from model.quality import Assessment
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Prediction:
     probability: np.ndarray  # float32 H x W, per-pixel nerve probability
     nerve_probability: float  # peak of the model-resolution probability map
     threshold: float
+    #: How far the outline can be trusted (model/quality.py); None when the model has no quality estimator.
+    assessment: Assessment | None = None
 
     @property
     def nerve_present(self) -> bool:

@@ -24,6 +24,7 @@ from model.cine import smooth_maps
 from model.onnx_serving import ONNX_NAME, OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
 from model.preprocessing import InputSpec, to_model_batch
+from model.quality import QualityEstimator
 
 if TYPE_CHECKING:  # importing Keras imports TensorFlow (slow, and large in memory): only the Keras path pays for it
     import keras
@@ -71,14 +72,17 @@ class Segmenter:
         *,
         runtime: str = "keras",
         metadata: Mapping | None = None,
+        quality: QualityEstimator | None = None,
     ) -> None:
         """`metadata` is the artifact's metadata.json when the Segmenter comes from a model folder (`load`);
-        it gives `info`. A Segmenter built from a model in memory has none."""
+        it gives `info`. A Segmenter built from a model in memory has none. With a `quality` estimator every
+        Prediction carries its assessment (expected Dice, reliable); without one (older model folders) none."""
         self.forward = forward
         self.spec = spec
         self.post = post
         self.runtime = runtime
         self.metadata = metadata
+        self.quality = quality
 
     @classmethod
     def from_keras(cls, model: keras.Model, spec: InputSpec, post: PostprocessConfig) -> Segmenter:
@@ -105,10 +109,11 @@ class Segmenter:
         metadata = load_metadata(model_dir)
         weights = verify_weights(model_dir, metadata) if verify else model_dir / metadata["weights"]["file"]
         spec, post = InputSpec.from_metadata(metadata), PostprocessConfig.from_metadata(metadata)
+        quality = QualityEstimator.from_metadata(metadata)
         if runtime != "keras":
             try:
                 forward = onnx_forward(model_dir, metadata, threads)
-                return cls(forward, spec, post, runtime="onnxruntime", metadata=metadata)
+                return cls(forward, spec, post, runtime="onnxruntime", metadata=metadata, quality=quality)
             except OnnxUnusable as exc:
                 if runtime == "onnxruntime":
                     raise
@@ -121,7 +126,7 @@ class Segmenter:
             model = keras.models.load_model(weights, compile=False)
         except Exception as exc:  # Keras raises several types for damaged archives
             raise ModelArtifactError(f"{weights}: model cannot be loaded: {exc}") from None
-        return cls(keras_forward(model, spec), spec, post, runtime="keras", metadata=metadata)
+        return cls(keras_forward(model, spec), spec, post, runtime="keras", metadata=metadata, quality=quality)
 
     def tta_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, h, w, 1) normalised inputs -> the frames' maps and their mirrors' maps (flipped back), both
@@ -134,28 +139,53 @@ class Segmenter:
         both = np.asarray(self.forward(np.concatenate([batch, batch[:, :, ::-1]])))
         return both[: len(batch)], both[len(batch) :, :, ::-1]
 
+    def pass_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, h, w, 1) normalised inputs -> the plain and the mirror pass's (N, h, w) maps at model resolution,
+        in chunks; without flip TTA both are the one pass. The quality estimate compares the two."""
+        plain = np.empty(batch.shape[:3], np.float32)
+        mirror = np.empty(batch.shape[:3], np.float32)
+        for start in range(0, len(batch), CHUNK):
+            one, other = self.tta_maps(batch[start : start + CHUNK])
+            plain[start : start + len(one)] = one
+            mirror[start : start + len(one)] = one if other is None else other
+        return plain, mirror
+
     def probability_maps(self, batch: np.ndarray) -> np.ndarray:
         """(N, h, w, 1) normalised inputs -> (N, h, w) probabilities at model resolution (TTA averaged)."""
-        out = np.empty(batch.shape[:3], np.float32)
-        for start in range(0, len(batch), CHUNK):
-            plain, mirrored = self.tta_maps(batch[start : start + CHUNK])
-            out[start : start + len(plain)] = plain if mirrored is None else 0.5 * (plain + mirrored)
-        return out
+        return average(*self.pass_maps(batch), self.post.tta_hflip)
 
     def predict_many(self, grays: list[np.ndarray], threshold: float | None = None) -> list[Prediction]:
         """Grayscale [0, 1] images of any sizes -> one Prediction each, at each image's own size."""
-        return self._postprocess_all(self.probability_maps(to_model_batch(grays, self.spec)), grays, threshold)
+        plain, mirror = self.pass_maps(to_model_batch(grays, self.spec))
+        return self._postprocess_all(average(plain, mirror, self.post.tta_hflip), plain, mirror, grays, threshold)
 
     def predict_sequence(
         self, grays: list[np.ndarray], threshold: float | None = None, window: int = 1
     ) -> list[Prediction]:
         """The frames of one cine loop, in time order -> one Prediction each, the model-resolution probability
-        maps first averaged over `window` neighbouring frames (model/cine.py); window=1 equals predict_many."""
-        maps = smooth_maps(self.probability_maps(to_model_batch(grays, self.spec)), window)
-        return self._postprocess_all(maps, grays, threshold)
+        maps first averaged over `window` neighbouring frames (model/cine.py); window=1 equals predict_many.
+        The quality estimate then compares the two passes smoothed alike, the map the mask was cut from."""
+        plain, mirror = self.pass_maps(to_model_batch(grays, self.spec))
+        maps = smooth_maps(average(plain, mirror, self.post.tta_hflip), window)
+        if window > 1 and self.quality is not None:
+            plain, mirror = smooth_maps(plain, window), smooth_maps(mirror, window)
+        return self._postprocess_all(maps, plain, mirror, grays, threshold)
 
-    def _postprocess_all(self, maps: np.ndarray, grays: list[np.ndarray], threshold: float | None) -> list[Prediction]:
-        return [postprocess(m, g.shape[0], g.shape[1], self.post, threshold) for m, g in zip(maps, grays, strict=True)]
+    def _postprocess_all(
+        self,
+        maps: np.ndarray,
+        plain: np.ndarray,
+        mirror: np.ndarray,
+        grays: list[np.ndarray],
+        threshold: float | None,
+    ) -> list[Prediction]:
+        predictions = []
+        for n, gray in enumerate(grays):
+            prediction = postprocess(maps[n], gray.shape[0], gray.shape[1], self.post, threshold)
+            if self.quality is not None:
+                prediction.assessment = self.quality.assess(prediction, plain[n], mirror[n])
+            predictions.append(prediction)
+        return predictions
 
     def predict(self, gray: np.ndarray, threshold: float | None = None) -> Prediction:
         return self.predict_many([gray], threshold)[0]
@@ -170,6 +200,11 @@ class Segmenter:
         if self.metadata is None:
             raise ValueError("this Segmenter was built from a model in memory: it has no artifact identity")
         return ModelInfo.from_metadata(self.metadata).as_dict()
+
+
+def average(plain: np.ndarray, mirror: np.ndarray, tta_hflip: bool) -> np.ndarray:
+    """The flip TTA's answer: the mean of the two passes (the one pass itself without TTA)."""
+    return 0.5 * (plain + mirror) if tta_hflip else plain
 
 
 def keras_forward(model: keras.Model, spec: InputSpec) -> Forward:

@@ -78,6 +78,9 @@ def evaluate(segmenter, pairs: list[Pair]) -> list[dict]:
                     "truth_present": bool(truth.any()),
                     "predicted_present": pred.nerve_present,
                     "nerve_probability": round(pred.nerve_probability, 6),
+                    # Empty for a model without a quality estimator (older model folders).
+                    "expected_dice": round(pred.assessment.expected_dice, 6) if pred.assessment else "",
+                    "reliable": pred.assessment.reliable if pred.assessment else "",
                     "rle": rle_encode(pred.mask),
                 }
             )
@@ -96,6 +99,21 @@ def summary_of(rows: list[dict]) -> dict:
     return {
         **summarise(scores(rows)),
         "per_subject": {str(s): summarise(scores(rs)) for s, rs in sorted(by_subject.items())},
+    }
+
+
+def quality_summary(rows: list[dict], cut: float, out: Path) -> dict:
+    """The quality estimate's figures and plots on these frames, as training's out-of-fold report has them.
+    One model folder's weights saw every subject they were trained on, so unless --subjects names subjects
+    it never saw, these figures are in-sample: the summary says so."""
+    from training.quality import plot, report
+
+    expected = np.array([r["expected_dice"] for r in rows])
+    plot(rows, expected, cut, out, "quality estimate on these frames (in-sample unless held out)")
+    return {
+        "evaluation": "the shipped estimator on these frames: in-sample for subjects the weights trained on (the "
+        "card's figures are out-of-fold and cross-fitted)",
+        **report(rows, expected, cut),
     }
 
 
@@ -136,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     # Which weights and which runtime made these masks (the same files serve through the same runtime).
     summary = {"model": segmenter.info, "runtime": segmenter.runtime, **summary_of(rows)}
+    if segmenter.quality is not None:
+        summary["quality"] = quality_summary(rows, segmenter.quality.cut, args.out)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     draw(rows, pairs, summary, args.out)
     headline = {

@@ -89,6 +89,7 @@ out-of-fold predictions only. Dice is Kaggle's per-image Dice (1 when both masks
 
 These figures estimate how the training recipe does on subjects it never saw. {_shipped_estimate(meta)}
 
+{_quality(meta)}
 {notes.strip()}
 
 ## Versions
@@ -96,6 +97,48 @@ Artifact written by Keras {meta["versions"]["keras"]} on {meta["versions"]["back
 {_backends(meta)}. Python {meta["versions"]["python"]}, NumPy
 {meta["versions"]["numpy"]}. Changelog: {meta["changelog"][meta["version"]]}
 """
+
+
+def _quality(meta: dict) -> str:
+    """The quality estimate's section: what the two fields mean and how well they did out of fold."""
+    intro = (
+        "## When not to trust an outline\n"
+        "With a quality estimator in its metadata, every answer carries `expected_dice`, the model's own "
+        "estimate of the Dice between its mask and an expert's outline (for an empty mask: the estimated "
+        "probability that no nerve is in view), and `reliable`, true when that estimate reaches the cut."
+    )
+    quality = meta.get("quality")
+    if quality is None:
+        return (
+            f"{intro} **This artifact has none yet** (the out-of-fold training run it is fitted on has not "
+            "finished): its answers come without the two fields, and no answer is marked reliable or not.\n"
+        )
+    f = quality["figures"]
+    subject_1 = f.get("subject_1_empty")
+    empties = (
+        f"Subject 1's {subject_1['empty_frames']} empty frames, in the fold that holds subject 1 out (its estimator "
+        f"fitted on no empty frame): {subject_1['empty_frames_empty_or_unreliable']} end up empty or unreliable."
+        if subject_1
+        else "No empty frame was among these out-of-fold frames."
+    )
+    return f"""{intro} Signals: the soft Dice of the mask against its own probability map, the agreement of the
+flip-TTA passes, the mask's area and mean probability inside (model/quality.py), mapped to expected Dice by
+logistic models fitted on out-of-fold predictions (training/quality.py). Figures {f["evaluation"]}, over
+{f["frames"]} frames (failure: Dice < 0.5, empty frames given a mask included):
+
+| failure-detection AUROC | ECE (10 bins) | cut | nerve-present frames reliable | their mean Dice | all nerve-present |
+| --- | --- | --- | --- | --- | --- |
+{_quality_row(f)}
+
+{empties} Cut rule: {f["rule"]}. The estimate was fitted at the calibrated threshold; with a user's own
+threshold or loop smoothing it is computed the same way on the mask and map returned.
+"""
+
+
+def _quality_row(f: dict) -> str:
+    cells = [_num(f["failure_auroc"]), _num(f["ece_10_bins"]), f"{f['cut']:.3f}"]
+    cells += [_pct(f["nerve_present_reliable_share"]), _num(f["nerve_present_reliable_dice"])]
+    return "| " + " | ".join([*cells, _num(f["nerve_present_dice"])]) + " |"
 
 
 def _augmentation(meta: dict) -> str:

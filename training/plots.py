@@ -69,3 +69,43 @@ def plot_overlay_grid(
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def plot_reliability(expected: np.ndarray, dice: np.ndarray, bins: int, out_png: Path, title: str) -> None:
+    """Reliability diagram of the quality estimate: mean actual Dice against mean expected Dice per equal-width
+    bin (on the diagonal when calibrated), with each bin's share of frames."""
+    which = np.minimum((expected * bins).astype(int), bins - 1)
+    used = [b for b in range(bins) if (which == b).any()]
+    mean_expected = [expected[which == b].mean() for b in used]
+    mean_actual = [dice[which == b].mean() for b in used]
+    share = [(which == b).mean() for b in used]
+    fig, (ax, ax_share) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated")
+    ax.plot(mean_expected, mean_actual, marker="o", label="frames")
+    ax.set_ylabel("mean actual Dice")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title(title)
+    ax_share.bar([(b + 0.5) / bins for b in used], share, width=0.9 / bins)
+    ax_share.set_xlabel("expected Dice")
+    ax_share.set_ylabel("share of frames")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def plot_risk_coverage(coverage: np.ndarray, mean_dice: np.ndarray, kept: float, out_png: Path, title: str) -> None:
+    """Mean Dice of the frames marked reliable against the share kept, most trusted first; the shipped cut's
+    share marked."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(coverage, mean_dice)
+    ax.axvline(kept, color="grey", linestyle="--", label=f"shipped cut keeps {kept:.0%}")
+    ax.set_xlabel("share of frames kept (reliable)")
+    ax.set_ylabel("mean Dice of the frames kept")
+    ax.set_xlim(0, 1)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
