@@ -532,6 +532,9 @@
       context.save();
       context.translate(box.x, box.y);
       context.beginPath();
+      context.rect(0, 0, box.w, box.h);
+      context.clip(); // the outline of a region at the crop's edge stays inside the area analysed
+      context.beginPath();
       for (const contour of result.contours || []) {
         contour.forEach(([x, y], i) => (i ? context.lineTo(x + 0.5, y + 0.5) : context.moveTo(x + 0.5, y + 0.5)));
         context.closePath();

@@ -185,3 +185,14 @@ def live_spy(app, monkeypatch) -> LiveSpy:
     # flask-wtf finds a view's CSRF exemption by its module and name, so the wrapper carries the view's.
     monkeypatch.setitem(app.view_functions, "live.predict", functools.update_wrapper(spy, spy.view))
     return spy
+
+
+@pytest.fixture
+def live_pages() -> Iterator[list]:
+    """Pages a test opens (it appends them): closed at the end even when the test fails, so that no page goes on
+    posting frames into the next test."""
+    pages: list = []
+    yield pages
+    for page in pages:
+        if not page.is_closed():
+            page.close()
