@@ -71,6 +71,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+def fake_camera_args(clip: Path) -> list[str]:
+    """Chromium's switches for a fake camera that plays `clip` (a Y4M file) in a loop."""
+    return [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+
+
 def serve(app) -> Iterator[str]:
     """Serve `app` on a free localhost port in a thread; yields the base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -117,12 +122,7 @@ def camera_browser(playwright, camera_clip):
     browser = playwright.chromium.launch(
         executable_path=str(CHROMIUM),
         headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera_clip}",
-        ],
+        args=[*fake_camera_args(camera_clip), "--use-fake-ui-for-media-stream"],
     )
     yield browser
     browser.close()
@@ -134,12 +134,7 @@ def camera_denied_browser(playwright, camera_clip):
     browser = playwright.chromium.launch(
         executable_path=str(CHROMIUM),
         headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--deny-permission-prompts",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera_clip}",
-        ],
+        args=[*fake_camera_args(camera_clip), "--deny-permission-prompts"],
     )
     yield browser
     browser.close()
