@@ -13,7 +13,7 @@ import secrets
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app import api, model_service, pages
+from app import api, live, model_service, pages
 from app.config import settings_from_env
 from app.deadline import start_request_deadline
 from app.errors import register_json_errors
@@ -45,6 +45,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     csrf.exempt(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(live.bp)
     register_json_errors(app)
     app.before_request(start_request_deadline)
     app.after_request(add_security_headers)

@@ -24,6 +24,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data: blob:",
+        "media-src blob: mediastream:",  # the live page plays a local file (blob:) or a camera stream
         "connect-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",

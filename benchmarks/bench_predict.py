@@ -200,15 +200,7 @@ def bench_config(args, workers: int, threads: int, body: bytes) -> dict:
     access_log = Path(f"/tmp/bench_predict_access_{port}.log")
     # The access log names the worker pid that answered, which tells when every worker is serving.
     env["GUNICORN_CMD_ARGS"] = f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_gunicorn(env)
     started = time.monotonic()
     try:
         ready_s = wait_ready(port, server, started, args.max_seconds)
@@ -227,6 +219,19 @@ def bench_config(args, workers: int, threads: int, body: bytes) -> dict:
     finally:
         access_log.unlink(missing_ok=True)
         stop_server(server)
+
+
+def start_gunicorn(env: dict[str, str]) -> subprocess.Popen:
+    """The service as the container starts it, in its own process group (stop_server ends the whole group)."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    return subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import (  # noqa: E402
     BOUNDARY,
-    ROOT,
     children,
     free_port,
     multipart_tiff,
     rss_mb,
     run_clients,
+    start_gunicorn,
     stop_server,
     wait_all_workers,
     wait_ready,
@@ -173,15 +172,7 @@ def main() -> int:
         "NERVE_SECRET_KEY": "soak",
         "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'",
     }
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_gunicorn(env)
     started = time.monotonic()
     try:
         workers = int(os.environ.get("NERVE_WORKERS", "2"))

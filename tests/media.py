@@ -106,3 +106,14 @@ def video_bytes(frames: np.ndarray, folder: Path, suffix: str = ".avi", fourcc: 
         writer.write(frame)
     writer.release()
     return path.read_bytes()
+
+
+def y4m_bytes(frames: np.ndarray, fps: int = 30) -> bytes:
+    """A YUV4MPEG2 clip of grey frames (what Chromium's fake camera plays, in a loop): 4:2:0, the frames as the
+    luma plane, neutral chroma. `frames` is (count, height, width) uint8 with an even height and width."""
+    count, height, width = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"4:2:0 needs an even frame size, got {width} x {height}")
+    chroma = np.full((height // 2) * (width // 2) * 2, 128, np.uint8).tobytes()
+    header = f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420\n".encode()
+    return header + b"".join(b"FRAME\n" + frame.astype(np.uint8).tobytes() + chroma for frame in frames)

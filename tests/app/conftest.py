@@ -1,13 +1,19 @@
-"""App fixtures: one app per session on the tiny test model, and encoded phantom images."""
+"""App fixtures: one app per session on the tiny test model, encoded phantom images, and the app served to
+headless Chromium with a fake camera."""
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from werkzeug.serving import make_server
 
 from tests.conftest import phantom
 
@@ -48,3 +54,140 @@ def client(app):
 def phantom_tiff() -> bytes:
     """A scanner-sized (580 x 420) 8-bit grayscale TIFF."""
     return tiff_bytes(phantom(420, 580))
+
+
+# Live mode in headless Chromium: the app served on localhost, and browsers whose fake camera plays a clip made
+# from generated frames (tests/media.py); the browser tests skip when Debian's chromium is not installed.
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def fake_camera_args(clip: Path) -> list[str]:
+    """Chromium's switches for a fake camera that plays `clip` (a Y4M file) in a loop."""
+    return [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+
+
+def serve(app) -> Iterator[str]:
+    """Serve `app` on a free localhost port in a thread; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_url(app) -> Iterator[str]:
+    yield from serve(app)
+
+
+@pytest.fixture(scope="session")
+def camera_frame() -> np.ndarray:
+    """The scene the fake camera films: a scanner-sized phantom, the same in every frame, so that every answer
+    is the same and the overlay can be compared with /predict's answer for the frame the page sent."""
+    return phantom(420, 580)
+
+
+@pytest.fixture(scope="session")
+def camera_clip(tmp_path_factory, camera_frame) -> Path:
+    from tests.media import y4m_bytes
+
+    path = tmp_path_factory.mktemp("camera") / "phantom.y4m"
+    path.write_bytes(y4m_bytes(np.repeat(camera_frame[None], 3, axis=0), fps=30))
+    return path
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def camera_browser(playwright, camera_clip):
+    """Chromium whose camera is the fake one playing `camera_clip`, with permission granted."""
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[*fake_camera_args(camera_clip), "--use-fake-ui-for-media-stream"],
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def camera_denied_browser(playwright, camera_clip):
+    """Chromium with the same fake camera whose permission prompt is answered 'block'."""
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[*fake_camera_args(camera_clip), "--deny-permission-prompts"],
+    )
+    yield browser
+    browser.close()
+
+
+class LiveSpy:
+    """Wraps the live endpoint of the served app: records what the page sent, how many requests were being
+    answered at once, and can slow the answers down or rewrite them (`delay_s`, `rewrite(response) -> response`)."""
+
+    def __init__(self, view) -> None:
+        self.view = view
+        self.bodies: list[bytes] = []
+        self.content_types: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.delay_s = 0.0
+        self.rewrite = None
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        from flask import request
+
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.bodies.append(request.get_data())  # cached, so the view reads the same bytes
+            self.content_types.append(request.mimetype)
+            self.headers.append(dict(request.headers))
+        try:
+            if self.delay_s:
+                threading.Event().wait(self.delay_s)
+            response = self.view(*args, **kwargs)
+            return self.rewrite(response) if self.rewrite else response
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.fixture
+def live_spy(app, monkeypatch) -> LiveSpy:
+    spy = LiveSpy(app.view_functions["live.predict"])
+    # flask-wtf finds a view's CSRF exemption by its module and name, so the wrapper carries the view's.
+    monkeypatch.setitem(app.view_functions, "live.predict", functools.update_wrapper(spy, spy.view))
+    return spy
+
+
+@pytest.fixture
+def live_pages() -> Iterator[list]:
+    """Pages a test opens (it appends them): closed at the end even when the test fails, so that no page goes on
+    posting frames into the next test."""
+    pages: list = []
+    yield pages
+    for page in pages:
+        if not page.is_closed():
+            page.close()
