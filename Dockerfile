@@ -3,20 +3,6 @@
 #   docker run --rm -p 8000:8000 nerve-seg          # Cloud Run sets PORT itself; the app binds 0.0.0.0:$PORT
 # tests/deploy/test_entry_command.py runs this file's CMD outside Docker and checks its rules.
 
-# Stage 1 derives model/unet.onnx from the committed model/unet.keras. It needs TensorFlow and tf2onnx; the
-# serving image below carries neither, and runs the export through onnxruntime.
-FROM python:3.11-slim AS export
-
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /srv
-COPY requirements.txt requirements-serve.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
-COPY model/ model/
-RUN python -m model.onnx_export
-
-# Stage 2: the image that serves.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -34,15 +20,14 @@ RUN pip install --no-cache-dir -r requirements-serve.txt
 
 COPY app/ app/
 COPY model/ model/
-COPY --from=export /srv/model/unet.onnx model/unet.onnx
 COPY templates/ templates/
 COPY static/ static/
 COPY gunicorn.conf.py .
 
 USER 10001:10001
 
-# onnxruntime only: the export above is part of the image, so a missing or stale one must stop start-up
-# rather than fall back to a Keras that is not installed.
+# onnxruntime only: model/ carries the committed ONNX export beside the weights (stamped with their sha256),
+# so a missing or stale one must stop start-up rather than fall back to a Keras that is not installed.
 ENV PORT=8000 \
     NERVE_RUNTIME=onnxruntime
 EXPOSE 8000

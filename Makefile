@@ -1,7 +1,7 @@
 # Every target builds .venv on first use (python3.11, else python3) and reinstalls it when a requirements
 # file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
 #   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
-#   make onnx       export model/unet.keras to model/unet.onnx, which serving runs through onnxruntime
+#   make onnx       re-export model/unet.keras to the committed model/unet.onnx that serving runs
 #   make test       the whole test suite (installs Debian chromium for the browser test when root)
 #   make train      the shipped recipe (training/recipes/) on $(DATA) into $(RUN): 5 folds + the final model, installed
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
@@ -41,13 +41,12 @@ $(STAMP): $(REQUIREMENTS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-onnx: model/unet.onnx
-
-# Re-exported whenever the weights or their metadata change (an export of other weights is never served).
-model/unet.onnx: model/unet.keras model/metadata.json | venv
+# model/unet.onnx is committed beside the weights (training's --install writes both); this re-exports it by hand,
+# e.g. after copying in other weights. A stale export is never served: its stamp must match metadata.json.
+onnx: venv
 	$(PY) -m model.onnx_export
 
-run: venv model/unet.onnx
+run: venv
 	exec $(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
 
 # The browser test drives Debian's chromium; without it (not root, no apt-get) that test skips itself.

@@ -33,6 +33,7 @@ import numpy as np
 
 from model.architecture import UNetConfig
 from model.artifact import MODEL_DIR, save_artifact
+from model.onnx_export import export_onnx
 from model.postprocessing import PostprocessConfig
 from model.preprocessing import InputSpec, normalise
 from training.cache import load_any
@@ -540,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     targets = [run.out / "model"] + ([MODEL_DIR] if run.install else [])
     for target in targets:
         written = save_artifact(model, metadata, target)
+        # The served artifact sits beside the weights wherever they go, so every documented start (make run,
+        # plain gunicorn, the image) serves through onnxruntime without an extra command.
+        export_onnx(target)
         (target / "MODEL_CARD.md").write_text(render_card(written, notes))
     (run.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
     print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))

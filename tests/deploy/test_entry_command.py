@@ -88,18 +88,12 @@ sys.meta_path.insert(0, Block())
 
 
 @pytest.fixture(scope="module")
-def model_dir_env(request, tmp_path_factory) -> dict[str, str]:
-    """A copy of the shipped model (the tiny test model before one is shipped) with its ONNX export, made
-    like the Dockerfile's export stage makes it, via the app's NERVE_MODEL_DIR; and the import blocker."""
-    from model.onnx_export import export_copy
-
-    source = (
-        ROOT / "model" if (ROOT / "model" / "metadata.json").is_file() else request.getfixturevalue("tiny_model_dir")
-    )
-    folder = export_copy(source, tmp_path_factory.mktemp("image") / "model")
+def model_dir_env(tmp_path_factory) -> dict[str, str]:
+    """The image's model folder is the repository's model/, committed ONNX export included; and the blocker
+    that makes TensorFlow, Keras and the exporters unimportable, as they are in the image."""
     blocker = tmp_path_factory.mktemp("no_tensorflow")
     (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW)
-    return {"NERVE_MODEL_DIR": str(folder), "PYTHONPATH": str(blocker)}
+    return {"NERVE_MODEL_DIR": str(ROOT / "model"), "PYTHONPATH": str(blocker)}
 
 
 def test_dockerfile_entry_command_serves_readyz_and_predict(model_dir_env, tmp_path):

@@ -105,3 +105,21 @@ def test_export_replaces_an_old_file_without_leaving_a_partial_one(exported_dir,
     assert onnx_export.main(["--model-dir", str(tmp_path / "model")]) == 0
     assert Segmenter.load(tmp_path / "model", runtime="onnxruntime").runtime == "onnxruntime"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == sorted(p.name for p in exported_dir.iterdir())
+
+
+def test_the_committed_export_belongs_to_the_committed_weights():
+    """model/unet.onnx is committed beside unet.keras (training's --install writes both): a plain start of the
+    design's entry command finds it and serves through onnxruntime, and it must be the export of these weights."""
+    import onnxruntime
+
+    from model.artifact import MODEL_DIR
+    from model.onnx_serving import SOURCE_KEY
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", f"model/{ONNX_NAME}"], cwd=MODEL_DIR.parent, capture_output=True
+    )
+    assert tracked.returncode == 0, "model/unet.onnx must be committed"
+    session = onnxruntime.InferenceSession(str(MODEL_DIR / ONNX_NAME), providers=["CPUExecutionProvider"])
+    stamp = session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+    assert stamp == load_metadata(MODEL_DIR)["weights"]["sha256"]
+    assert Segmenter.load(MODEL_DIR).runtime == "onnxruntime"

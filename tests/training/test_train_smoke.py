@@ -75,6 +75,7 @@ def test_training_writes_logs_curves_and_a_verified_artifact(run_dir):
     assert 0.3 <= meta["postprocessing"]["threshold"] <= 0.7
     assert len(meta["figures"]["per_fold"]) == 2
     segmenter = Segmenter.load(out / "model")
+    assert segmenter.runtime == "onnxruntime"  # the artifact carries its ONNX export beside the weights
     assert segmenter.predict(phantom(120, 160) / 255.0).mask.shape == (120, 160)
     card = (out / "model" / "MODEL_CARD.md").read_text()
     assert "Research use only" in card and meta["weights"]["sha256"] in card
