@@ -2,8 +2,8 @@
 
 `create_app()` is the factory gunicorn calls in each worker after the fork (TensorFlow does not survive a
 fork, so gunicorn.conf.py never preloads): it reads the environment (app/config.py), checks and loads the
-model once, and wires the page and API blueprints, CSRF, security headers, JSON errors and the per-request
-time budget (app/deadline.py).
+model once, and wires the page, page-endpoint and API blueprints, CSRF, security headers, JSON errors and the
+per-request time budget (app/deadline.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import secrets
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app import api, live, model_service, pages
+from app import api, live, model_service, page_api, pages
 from app.config import settings_from_env
 from app.deadline import start_request_deadline
 from app.errors import register_json_errors
@@ -29,6 +29,8 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.config.update(settings_from_env())
     app.config.update(SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(config_overrides or {})
+    # The session cookie also carries the pages' CSRF tokens (flask-wtf keeps them in the session).
+    app.config.update(SESSION_COOKIE_SECURE=app.config["HTTPS"])
     if app.debug:  # Flask turns it on from FLASK_DEBUG; its reloader and tracebacks have no place here
         app.logger.warning("FLASK_DEBUG/DEBUG is set: ignored, this service never runs in debug mode")
         app.debug = False
@@ -46,6 +48,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(live.bp)
+    app.register_blueprint(page_api.bp)
     register_json_errors(app)
     app.before_request(start_request_deadline)
     app.after_request(add_security_headers)

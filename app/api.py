@@ -2,12 +2,13 @@
 health, model card and the OpenAPI document.
 
 It is exempt from CSRF (clients are programs, not browsers holding a session) and guarded by an optional
-bearer token instead. docs/api.md is the contract.
+bearer token instead, the only credential it takes: the pages call their own endpoints (app/page_api.py).
+docs/api.md is the contract.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.errors import error_response
 from app.inference import analyse, analyse_batch, analyse_loop, request_limits
@@ -18,6 +19,20 @@ from app.security import token_required
 from app.uploads import batch_images, single_image
 
 bp = Blueprint("api", __name__)
+
+#: metadata.json keys, at any depth, that name the exact software that built the model (`versions`: Keras, its
+#: backend, Python, NumPy; `backend` under `training` and its `fine_tuned_from`). They tell an attacker which
+#: known flaws to try and no client needs them, so /api/model leaves them out; the model card keeps them.
+LIBRARY_VERSION_KEYS = frozenset({"versions", "backend"})
+
+
+def without_library_versions(value: object) -> object:
+    """`value` (metadata.json or a part of it) without the LIBRARY_VERSION_KEYS entries, at any depth."""
+    if isinstance(value, dict):
+        return {key: without_library_versions(item) for key, item in value.items() if key not in LIBRARY_VERSION_KEYS}
+    if isinstance(value, list):
+        return [without_library_versions(item) for item in value]
+    return value
 
 
 @bp.get("/healthz")
@@ -40,7 +55,7 @@ def model_card():
     return jsonify(
         model=service.segmenter.info,
         runtime=service.segmenter.runtime,
-        metadata=service.metadata,
+        metadata=without_library_versions(service.metadata),
         limits={
             "max_upload_bytes": config["MAX_CONTENT_LENGTH"],
             "max_pixels": config["MAX_PIXELS"],
@@ -55,9 +70,9 @@ def openapi():
     return jsonify(openapi_spec(current_app.config))
 
 
-@bp.post("/predict")
-@token_required
-def predict():
+def answer_predict() -> Response:
+    """The answer to a /predict request: one frame, or the whole loop with frames=all (the landing page's
+    endpoint answers through it too, so the page shows exactly what a program gets)."""
     segmenter = get_segmenter()
     options = request_options(request)
     data = single_image(request)
@@ -65,6 +80,12 @@ def predict():
         window = options.smoothing or current_app.config["CINE_SMOOTHING"]
         return jsonify(analyse_loop(segmenter, data, options, request_limits(), window))
     return jsonify(analyse(segmenter, data, options, request_limits()))
+
+
+@bp.post("/predict")
+@token_required
+def predict():
+    return answer_predict()
 
 
 @bp.post("/predict/batch")

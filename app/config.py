@@ -21,6 +21,8 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 #: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
 DEFAULT_CINE_SMOOTHING = 1
 MODEL_LOADING_MODES = ("eager", "background")
+#: The values of an on/off variable.
+SWITCH_VALUES = ("0", "1")
 
 
 class ConfigError(ValueError):
@@ -72,4 +74,8 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "REQUEST_TIMEOUT": _positive(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S, float),
         "MAX_FRAMES": _positive(environ, "NERVE_MAX_FRAMES", DEFAULT_MAX_FRAMES, int),
         "CINE_SMOOTHING": _smoothing_window(environ),
+        # A setting, not detected: behind a TLS-terminating proxy every request reaches the app as plain HTTP.
+        # Off by default because `make run` and in-cluster calls are plain HTTP, where a Secure session cookie
+        # is never sent back (the page's forms would fail) and HSTS would lock browsers out of the site.
+        "HTTPS": _choice(environ, "NERVE_HTTPS", "0", SWITCH_VALUES) == "1",
     }

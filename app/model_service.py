@@ -6,7 +6,8 @@ NERVE_INFERENCE_THREADS, NERVE_MODEL_LOADING) and keeps it in `app.extensions`; 
 as soon as the service is created, so a missing or damaged model stops start-up at once with a message
 naming the file. Loading and the warm-up inference (which traces and compiles the network) run then too, or
 on a background thread when NERVE_MODEL_LOADING=background; until they finish `ready` is false, /readyz
-answers 503 and predictions answer 503 `model_not_ready`.
+answers 503 and predictions answer 503 `model_not_ready`. A failed background load says so in plain words;
+the exception, which names files and library internals, goes to the log only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ModelService:
         self.threads = threads
         self.metadata = load_metadata(self.model_dir)
         verify_weights(self.model_dir, self.metadata)
-        self.failure: str | None = None
+        self.load_failed = False
         self._segmenter: Segmenter | None = None
 
     def load(self) -> None:
@@ -53,9 +54,9 @@ class ModelService:
         def run() -> None:
             try:
                 self.load()
-            except Exception as exc:  # the process stays up so that /readyz can say why it is not ready
-                self.failure = str(exc)
-                logger.exception("model could not be loaded")
+            except Exception:  # the process stays up so that /readyz can report the failure
+                logger.exception("model could not be loaded")  # first: once /readyz says so, the log has why
+                self.load_failed = True
 
         thread = threading.Thread(target=run, name="model-loader", daemon=True)
         thread.start()
@@ -74,8 +75,8 @@ class ModelService:
 
     @property
     def not_ready_reason(self) -> str:
-        if self.failure:
-            return f"the model failed to load: {self.failure}"
+        if self.load_failed:
+            return "the model failed to load; the service's log says why"
         return "the model is still loading; retry shortly"
 
 

@@ -195,8 +195,8 @@ SCHEMAS = {
             "runtime": {"$ref": "#/components/schemas/Runtime"},
             "metadata": {
                 "type": "object",
-                "description": "The model's metadata.json as shipped: input format, "
-                "normalisation, postprocessing, provenance and, when "
+                "description": "The model's metadata.json without the library versions it records: "
+                "input format, normalisation, postprocessing, provenance and, when "
                 "training recorded them, model-card figures.",
             },
             "limits": {

@@ -1,8 +1,9 @@
 """The landing page for people: upload a frame, see the nerve.
 
-With JavaScript, static/app.js sends the file to the JSON API and draws the result on a canvas without a
-reload. Without it, the form posts here (CSRF-protected by flask-wtf) and the same result is rendered on
-the server from the same `analyse` call.
+With JavaScript, static/app.js sends the file to the page endpoint POST /page/predict (app/page_api.py: the
+/predict answer, authenticated as a page so that it never needs the API token) and draws the result on a
+canvas without a reload. Without it, the form posts here (CSRF-protected by flask-wtf) and the same result is
+rendered on the server from the same `analyse` call.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-// Progressive enhancement of the upload page: send the file to the JSON API with fetch() and draw the
-// result on a canvas without reloading. The user can change the overlay opacity, switch between the mask
-// and the probability heatmap, re-threshold the probability map in the browser (no new request), and, for
+// Progressive enhancement of the upload page: send the file with fetch() to the page endpoint (/page/predict:
+// the JSON API's answer, authenticated as this page with its session and CSRF token, never with the API token)
+// and draw the result on a canvas without reloading. The user can change the overlay opacity, switch between
+// the mask and the probability heatmap, re-threshold the probability map in the browser (no new request), and, for
 // a cine loop (frames=all), play the frames with a per-frame presence strip. A single frame is shown as a
 // loop of one. Without this script the form posts to the page route and the server renders the same figures
 // (templates/index.html), so the text formats below match the template's.
@@ -268,6 +269,30 @@
     resultSection.hidden = false;
   }
 
+  async function post(body) {
+    const response = await fetch(form.dataset.predict, {
+      method: "POST",
+      body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": form.elements.csrf_token.value },
+    });
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch (_) { /* not JSON: reported by status */ }
+    return { response, payload };
+  }
+
+  // A fresh token for this session, kept in the form where every later request reads it.
+  async function refreshToken() {
+    const response = await fetch(form.dataset.csrfUrl, { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) {
+      return false;
+    }
+    form.elements.csrf_token.value = (await response.json()).csrf_token;
+    return true;
+  }
+
   async function analyse(event) {
     event.preventDefault();
     if (!input.files.length) {
@@ -286,15 +311,12 @@
     body.append("include", form.dataset.include);
     setBusy(true);
     try {
-      const response = await fetch(form.dataset.api, {
-        method: "POST",
-        body,
-        headers: { Accept: "application/json", "X-CSRFToken": form.elements.csrf_token.value },
-      });
-      let payload;
-      try {
-        payload = await response.json();
-      } catch (_) {
+      let { response, payload } = await post(body);
+      if (response.status === 400 && payload && payload.error && payload.error.code === "csrf_failed"
+          && await refreshToken()) {
+        ({ response, payload } = await post(body)); // the page outlived its token's hour: once with a fresh one
+      }
+      if (!payload) {
         throw new Error(`The service answered HTTP ${response.status} without a result.`);
       }
       if (!response.ok) {

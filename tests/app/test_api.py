@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
 
+from model.artifact import MODEL_DIR
 from model.decode.images import decode_image
 from model.rle import rle_decode
 from tests.app.conftest import decode_png, pil_bytes, tiff_bytes
@@ -260,3 +262,20 @@ def test_health_ready_and_model_card(app, client):
         "max_batch": app.config["MAX_BATCH"],
         "max_frames": app.config["MAX_FRAMES"],
     }
+
+
+def test_model_card_publishes_no_library_versions(app, client, monkeypatch):
+    """The shipped metadata records Keras, TensorFlow, JAX, Python and NumPy versions; /api/model keeps them back
+    and keeps everything a client uses (identity, input, postprocessing, figures)."""
+    shipped = json.loads((MODEL_DIR / "metadata.json").read_text())
+    monkeypatch.setattr(app.extensions["model_service"], "metadata", shipped)
+    text = client.get("/api/model").get_data(as_text=True)
+    recorded = [*shipped["versions"].values(), shipped["training"]["backend"]]
+    recorded.append(shipped["training"]["fine_tuned_from"]["backend"])
+    assert all(version not in text for version in recorded), recorded
+    card = json.loads(text)["metadata"]
+    assert "versions" not in card and "backend" not in card["training"]
+    assert "backend" not in card["training"]["fine_tuned_from"]
+    for key in ("name", "version", "input", "postprocessing", "figures", "weights"):
+        assert card[key] == shipped[key], key
+    assert shipped == json.loads((MODEL_DIR / "metadata.json").read_text()), "the service's own copy is unchanged"

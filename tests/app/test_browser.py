@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from werkzeug.serving import make_server
@@ -116,6 +117,32 @@ def test_upload_draws_overlay_and_slider_changes_it(chromium, base_url, upload):
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "browser-result-phone.png"), full_page=True)
     assert not problems, problems  # includes any Content-Security-Policy violation
+    page.close()
+
+
+def test_page_calls_its_own_endpoint_with_the_api_token_set_and_renews_an_expired_token(
+    app, chromium, base_url, upload, monkeypatch
+):
+    """The script posts to /page/predict as the page (CSRF token, never the API token, which the page never
+    holds); on csrf_failed it fetches a fresh token once and sends again."""
+    monkeypatch.setitem(app.config, "API_TOKEN", "s3cret-token")
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    sent: list[tuple[str, str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.method, urlsplit(r.url).path, r.headers.get("x-csrftoken"))))
+    page.goto(base_url)
+    assert "s3cret-token" not in page.content()
+    page.eval_on_selector("input[name='csrf_token']", "field => { field.value = 'expired.token'; }")
+    page.set_input_files("#image", upload)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+    calls = [(method, path, token) for method, path, token in sent if path.startswith(("/page/", "/predict"))]
+    assert [(method, path) for method, path, _ in calls] == [
+        ("POST", "/page/predict"),
+        ("GET", "/page/csrf"),
+        ("POST", "/page/predict"),
+    ]
+    assert calls[0][2] == "expired.token" and calls[2][2] not in (None, "expired.token")
+    assert page.inner_text("#decision") in ("Nerve found", "No nerve found") and page.is_hidden("#error")
     page.close()
 
 

@@ -32,6 +32,7 @@ def test_defaults():
         "CINE_SMOOTHING": 1,
         "RUNTIME": "auto",
         "INFERENCE_THREADS": None,
+        "HTTPS": False,
     }
     assert DEFAULT_MAX_UPLOAD_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_BATCH == 32
 
@@ -51,6 +52,7 @@ def test_values_from_environment():
             "NERVE_REQUEST_TIMEOUT": "2.5",
             "NERVE_RUNTIME": "keras",
             "NERVE_INFERENCE_THREADS": "1",
+            "NERVE_HTTPS": "1",
         }
     )
     assert settings == {
@@ -66,6 +68,7 @@ def test_values_from_environment():
         "CINE_SMOOTHING": 3,
         "RUNTIME": "keras",
         "INFERENCE_THREADS": 1,
+        "HTTPS": True,
     }
 
 
@@ -86,8 +89,15 @@ def test_values_from_environment():
         ("NERVE_RUNTIME", "tensorrt"),
         ("NERVE_INFERENCE_THREADS", "0"),
         ("NERVE_INFERENCE_THREADS", "2.5"),
+        ("NERVE_HTTPS", "yes"),
+        ("NERVE_HTTPS", "2"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         settings_from_env({name: value})
+
+
+@pytest.mark.parametrize(("value", "https"), [("", False), ("0", False), (" 1 ", True)])
+def test_https_switch(value, https):
+    assert settings_from_env({"NERVE_HTTPS": value})["HTTPS"] is https

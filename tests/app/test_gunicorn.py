@@ -116,14 +116,15 @@ def test_gunicorn_workers(tiny_model_dir, tmp_path):
         assert not uses_tensorflow(master), "the master must not import TensorFlow (fork safety)"
         assert all(uses_tensorflow(pid) for pid in workers)
 
-        # The page's CSRF token, made by one worker, is accepted by both (one key, made before the fork).
+        # The page's CSRF token, made by one worker, is accepted by both on the page's endpoint (one key, made
+        # before the fork), and by neither on the API.
         status, page = server.call("/")
         assert status == 200
         csrf = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1).decode()
         tiff = tiff_bytes(phantom(420, 580))
         for _ in range(8):
-            assert server.call("/predict", tiff, {"Content-Type": "image/tiff", "X-CSRFToken": csrf})[0] == 200
-        assert server.call("/predict", tiff, {"Content-Type": "image/tiff"})[0] == 401
+            assert server.call("/page/predict", tiff, {"Content-Type": "image/tiff", "X-CSRFToken": csrf})[0] == 200
+        assert server.call("/predict", tiff, {"Content-Type": "image/tiff", "X-CSRFToken": csrf})[0] == 401
         auth = {"Content-Type": "image/tiff", "Authorization": f"Bearer {TOKEN}"}
 
         # Real multipart parsing of a part over Werkzeug's 500 kB spooling size (a 16-bit 1160 x 840 TIFF).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -59,18 +60,26 @@ def test_background_loading_is_503_until_warmed_up(tiny_model_dir, phantom_tiff,
     assert client.post("/predict", data=phantom_tiff, content_type="image/tiff").status_code == 200
 
 
-def test_background_load_failure_is_reported_by_readyz(tiny_model_dir, monkeypatch):
+def test_background_load_failure_is_reported_by_readyz_with_the_detail_only_in_the_log(
+    tiny_model_dir, monkeypatch, caplog
+):
     def broken(*args, **kwargs):
-        raise ModelArtifactError("unet.keras: model cannot be loaded: bad zip")
+        raise ModelArtifactError("/srv/model/unet.keras: model cannot be loaded: bad zip (zipfile 3.11)")
 
     monkeypatch.setattr(Segmenter, "load", broken)
-    client = create_app({"MODEL_DIR": tiny_model_dir, "MODEL_LOADING": "background"}).test_client()
-    deadline = time.monotonic() + 30
-    while "failed" not in client.get("/readyz").get_json()["error"]["message"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    response = client.get("/readyz")
-    assert response.status_code == 503 and "bad zip" in response.get_json()["error"]["message"]
+    with caplog.at_level(logging.ERROR, logger="app.model_service"):
+        client = create_app({"MODEL_DIR": tiny_model_dir, "MODEL_LOADING": "background"}).test_client()
+        deadline = time.monotonic() + 30
+        while "failed" not in client.get("/readyz").get_json()["error"]["message"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    for response in (client.get("/readyz"), client.post("/predict", data=b"x", content_type="image/tiff")):
+        assert response.status_code == 503
+        assert response.get_json()["error"] == {
+            "code": "model_not_ready",
+            "message": "the model failed to load; the service's log says why",
+        }
+    assert "bad zip" in caplog.text and "/srv/model/unet.keras" in caplog.text
 
 
 def test_the_app_serves_through_onnxruntime_when_an_up_to_date_export_is_there(tiny_model_dir, tmp_path, phantom_tiff):

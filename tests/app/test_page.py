@@ -6,6 +6,7 @@ import io
 import re
 
 import numpy as np
+import pytest
 
 from tests.app.conftest import decode_png
 
@@ -88,3 +89,90 @@ def test_page_failure_renders_a_page_not_a_traceback(client, phantom_tiff, monke
     )
     assert response.status_code == 500 and response.mimetype == "text/html"
     assert "secret internal detail" not in response.get_data(as_text=True)
+
+
+# -- the page endpoint the page's script calls ---------------------------------------------------------------
+
+
+def page_post(client, data: dict, token: str | None = None, url: str = "/page/predict", **headers):
+    if token is not None:
+        headers["X-CSRFToken"] = token
+    return client.post(url, data=data, headers=headers)
+
+
+def without_timing(answer: dict) -> dict:
+    answer.pop("timing_ms")
+    for frame in answer.get("frames", []):
+        frame.pop("timing_ms")
+    return answer
+
+
+def test_page_script_is_pointed_at_the_page_endpoint(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-predict="/page/predict"' in page and 'data-csrf-url="/page/csrf"' in page
+    assert "/predict/batch" not in page and 'data-api="' not in page
+
+
+def test_page_endpoint_answers_as_predict_for_frames_and_loops(client, phantom_tiff):
+    from tests.media import loop, multipage_tiff_bytes
+
+    token = csrf_token(client)
+    include = re.search(r'data-include="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    for image, extra in ((phantom_tiff, {}), (multipage_tiff_bytes(loop(3)), {"frames": "all"})):
+        fields = {"threshold": "0.515", "include": include, **extra}
+        page = page_post(client, {"image": (io.BytesIO(image), "f.tif"), **fields}, token)
+        assert page.status_code == 200, page.data[:300]
+        api = client.post("/predict", data={"image": (io.BytesIO(image), "f.tif"), **fields})
+        assert without_timing(page.get_json()) == without_timing(api.get_json()), extra
+    assert page.get_json()["frame_count"] == 3
+
+
+def test_page_endpoint_works_with_the_api_token_set_and_never_shows_it(client, app, phantom_tiff, monkeypatch):
+    monkeypatch.setitem(app.config, "API_TOKEN", "s3cret-token")
+    page = client.get("/").get_data(as_text=True)
+    assert "s3cret-token" not in page
+    response = page_post(client, {"image": (io.BytesIO(phantom_tiff), "f.tif")}, csrf_token(client))
+    assert response.status_code == 200, response.data[:300]
+
+
+@pytest.mark.parametrize("token", [None, "", "forged.token.value"])
+def test_page_endpoint_refuses_a_missing_or_forged_token(client, phantom_tiff, token):
+    csrf_token(client)  # a session exists: only the token is missing or wrong
+    response = page_post(client, {"image": (io.BytesIO(phantom_tiff), "f.tif")}, token)
+    assert response.status_code == 400 and response.mimetype == "application/json"
+    assert response.get_json()["error"]["code"] == "csrf_failed"
+
+
+def test_page_endpoint_refuses_another_sessions_token(app, client, phantom_tiff):
+    response = page_post(client, {"image": (io.BytesIO(phantom_tiff), "f.tif")}, csrf_token(app.test_client()))
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "csrf_failed"
+
+
+def test_page_endpoint_same_origin_browser_headers_are_accepted(client, phantom_tiff):
+    headers = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    response = page_post(client, {"image": (io.BytesIO(phantom_tiff), "f.tif")}, csrf_token(client), **headers)
+    assert response.status_code == 200
+
+
+def test_fresh_page_token_works(client, phantom_tiff):
+    csrf_token(client)
+    response = client.get("/page/csrf")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    fresh = response.get_json()["csrf_token"]
+    assert page_post(client, {"image": (io.BytesIO(phantom_tiff), "f.tif")}, fresh).status_code == 200
+
+
+def test_page_endpoint_bad_requests_get_json_errors(client, app, monkeypatch):
+    token = csrf_token(client)
+    for data, status, code in (
+        ({}, 400, "missing_file"),
+        ({"image": (io.BytesIO(b"text"), "a.tif")}, 415, "unsupported_image_format"),
+        ({"image": (io.BytesIO(b"text"), "a.tif"), "threshold": "7"}, 400, "invalid_parameter"),
+        ({"image": (io.BytesIO(b"text"), "a.tif"), "frames": "some"}, 400, "invalid_parameter"),
+    ):
+        response = page_post(client, data, token)
+        assert response.status_code == status and response.get_json()["error"]["code"] == code, data
+    assert client.get("/page/predict").get_json()["error"]["code"] == "method_not_allowed"
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 100)
+    response = page_post(client, {"image": (io.BytesIO(b"x" * 1000), "a.tif")}, token)
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "request_too_large"
