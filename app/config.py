@@ -8,6 +8,7 @@ from pathlib import Path
 
 from model.artifact import MODEL_DIR
 from model.cine import DEFAULT_MAX_FRAMES, check_window
+from model.decode.isolated import DEFAULT_DECODE_MEMORY_BYTES
 from model.decode.limits import DEFAULT_MAX_PIXELS
 from model.segmenter import RUNTIMES
 
@@ -18,6 +19,9 @@ DEFAULT_MAX_BATCH = 32
 #: stops requests that are stuck behind an overload; keep it below any proxy's timeout so the client gets
 #: this service's JSON answer rather than the proxy's page.
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
+#: Largest answer in bytes of its encoded fields (413 response_too_large above): far above a 300-frame loop
+#: with the default fields, it bounds what one request can make a worker build (docs/api.md, "Configuration").
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: Temporal smoothing off by default: on the shared data it lowered Dice (docs/cine.md).
 DEFAULT_CINE_SMOOTHING = 1
 MODEL_LOADING_MODES = ("eager", "background")
@@ -74,6 +78,11 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict:
         "REQUEST_TIMEOUT": _positive(environ, "NERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT_S, float),
         "MAX_FRAMES": _positive(environ, "NERVE_MAX_FRAMES", DEFAULT_MAX_FRAMES, int),
         "CINE_SMOOTHING": _smoothing_window(environ),
+        "MAX_RESPONSE_BYTES": _positive(environ, "NERVE_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES, int),
+        "DECODE_MEMORY_BYTES": _positive(environ, "NERVE_DECODE_MEMORY_BYTES", DEFAULT_DECODE_MEMORY_BYTES, int),
+        # Decoding runs in helper processes bounded in time and memory (model/decode/isolated.py); only tests
+        # that spy on the decoders in-process turn this off.
+        "DECODE_ISOLATION": True,
         # A setting, not detected: behind a TLS-terminating proxy every request reaches the app as plain HTTP.
         # Off by default because `make run` and in-cluster calls are plain HTTP, where a Secure session cookie
         # is never sent back (the page's forms would fail) and HSTS would lock browsers out of the site.

@@ -41,12 +41,13 @@ ERRORS: dict[str, ErrorCode] = {
     "request_too_large": ErrorCode(413, "body or form field over the byte limit"),
     "image_too_large": ErrorCode(413, "over the pixel limit"),
     "too_many_frames": ErrorCode(413, "frames=all: over the frame or loop pixel limit"),
+    "response_too_large": ErrorCode(413, "the answer would be over NERVE_MAX_RESPONSE_BYTES"),
     "unsupported_media_type": ErrorCode(415, "body neither multipart nor an accepted type"),
     "unsupported_image_format": ErrorCode(415, "not an accepted format"),
     "unsupported_transfer_syntax": ErrorCode(415, "compressed DICOM this service cannot decode"),
     "internal_error": ErrorCode(500, "a bug; logged, never sent"),
     "model_not_ready": ErrorCode(503, "the model is loading or failed to load"),
-    "request_timeout": ErrorCode(503, "over NERVE_REQUEST_TIMEOUT; stopped between stages"),
+    "request_timeout": ErrorCode(503, "over NERVE_REQUEST_TIMEOUT; stopped while decoding or between stages"),
 }
 
 #: Werkzeug raises its own exceptions (routing, body limits) with a status; these are the codes they answer.

@@ -15,10 +15,12 @@ import numpy as np
 from flask import current_app
 
 from app.deadline import NO_DEADLINE, Deadline, request_deadline
-from app.errors import error_body
+from app.errors import ApiError, error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
+from model.cine import LoopBudget
 from model.decode.frames import decode_all, decode_first
+from model.decode.isolated import DecodeTimeout, decode_pool
 from model.errors import ImageError
 from model.postprocessing import Prediction, outer_contours
 from model.rle import rle_encode
@@ -27,16 +29,65 @@ from model.segmenter import Segmenter
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost: decoded pixels per image (and per batch group), frames per loop, and its
-    time budget, checked between stages."""
+    """What one request may cost: decoded pixels per image (and per batch group), frames per loop, the bytes
+    of its answer (None: unbounded, for the CLI), its time budget, and the memory of its decode stage (None:
+    decode in this thread)."""
 
     max_pixels: int
     max_frames: int
+    max_response_bytes: int | None = None
     deadline: Deadline = NO_DEADLINE
+    decode_memory_bytes: int | None = None
 
     @classmethod
     def from_config(cls, config: Mapping, deadline: Deadline = NO_DEADLINE) -> Limits:
-        return cls(max_pixels=config["MAX_PIXELS"], max_frames=config["MAX_FRAMES"], deadline=deadline)
+        return cls(
+            max_pixels=config["MAX_PIXELS"],
+            max_frames=config["MAX_FRAMES"],
+            max_response_bytes=config["MAX_RESPONSE_BYTES"],
+            deadline=deadline,
+            decode_memory_bytes=config["DECODE_MEMORY_BYTES"] if config["DECODE_ISOLATION"] else None,
+        )
+
+
+def decode_frames(data: bytes, limits: Limits, *, all_frames: bool) -> list[np.ndarray]:
+    """The decode stage: the first frame, or every frame of a loop.
+
+    In a helper process bounded by the request's remaining time and the decode memory cap
+    (model/decode/isolated.py), so that no file can hold the thread or the worker's memory; in this thread
+    only when isolation is off (tests that spy on the decoders in-process).
+    """
+    max_frames = limits.max_frames if all_frames else None
+    if limits.decode_memory_bytes is None:
+        if all_frames:
+            return decode_all(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
+        return [decode_first(data, max_pixels=limits.max_pixels)]
+    pool = decode_pool(limits.decode_memory_bytes)
+    try:
+        return pool.decode(
+            data, max_pixels=limits.max_pixels, max_frames=max_frames, timeout=limits.deadline.remaining()
+        )
+    except DecodeTimeout:
+        raise limits.deadline.exceeded("while decoding") from None
+
+
+class ResponseBudget:
+    """The bytes a request's answer may still take: the image fields are charged as they are encoded, so a
+    request that would answer far more than it sent (every PNG field of a long loop, a batch of maximal
+    images) stops with 413 response_too_large instead of building the whole answer."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def charge(self, fields: dict) -> None:
+        self.used += sum(len(value) for value in fields.values() if isinstance(value, str))
+        if self.max_bytes is not None and self.used > self.max_bytes:
+            raise ApiError(
+                "response_too_large",
+                f"the answer would be over {self.max_bytes} bytes; ask for fewer fields (include=) or send fewer "
+                "or smaller frames",
+            )
 
 
 def request_limits() -> Limits:
@@ -90,12 +141,14 @@ def _result(
     include: frozenset[str],
     decode_s: float,
     infer_s: float,
-    deadline: Deadline,
+    limits: Limits,
+    answer: ResponseBudget,
 ) -> dict:
     """describe() plus the model's identity and timings; `total` is decode + infer + encoding the outputs."""
-    deadline.check("encoding the result")
+    limits.deadline.check("encoding the result")
     encode_start = perf_counter()
     result = describe(prediction, gray, include)
+    answer.charge(result)
     result["model"] = segmenter.info
     total = decode_s + infer_s + perf_counter() - encode_start
     result["timing_ms"] = {"decode": _ms(decode_s), "infer": _ms(infer_s), "total": _ms(total)}
@@ -104,24 +157,27 @@ def _result(
 
 def analyse(segmenter: Segmenter, data: bytes, options: Options, limits: Limits) -> dict:
     """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
-    deadline = limits.deadline
-    deadline.check("decoding")
+    limits.deadline.check("decoding")
     start = perf_counter()
-    gray = decode_first(data, max_pixels=limits.max_pixels)
+    [gray] = decode_frames(data, limits, all_frames=False)
     decoded = perf_counter()
-    deadline.check("inference")
+    limits.deadline.check("inference")
     prediction = segmenter.predict(gray, options.threshold)
     inferred = perf_counter()
-    return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, deadline)
+    answer = ResponseBudget(limits.max_response_bytes)
+    return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, limits, answer)
 
 
 def _decoded(blobs: list[bytes], limits: Limits, results: list) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place."""
+    """(index, image, decode seconds) for each decodable blob; an undecodable one gets its error in place, and
+    so does every image past the batch's pixel budget (a loop's: LOOP_PIXEL_FACTOR x the pixel limit)."""
+    pixels = LoopBudget(len(blobs), limits.max_pixels)
     for index, data in enumerate(blobs):
         limits.deadline.check(f"decoding image {index + 1} of {len(blobs)}")
         start = perf_counter()
         try:
-            gray = decode_first(data, max_pixels=limits.max_pixels)
+            [gray] = decode_frames(data, limits, all_frames=False)
+            pixels.admit(gray.shape[1], gray.shape[0])
         except ImageError as exc:
             results[index] = error_body(exc.code, exc.message)
             continue
@@ -137,17 +193,17 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, li
     prediction is bitwise the same alone or in a group (model/segmenter.py), and in a group `infer` is the
     group's model time shared evenly among its images.
     """
-    deadline, max_pixels = limits.deadline, limits.max_pixels
+    max_pixels, answer = limits.max_pixels, ResponseBudget(limits.max_response_bytes)
     results: list = [None] * len(blobs)
     group: list[tuple[int, np.ndarray, float]] = []
 
     def flush() -> None:
-        deadline.check(f"inference on {len(group)} image(s)")
+        limits.deadline.check(f"inference on {len(group)} image(s)")
         start = perf_counter()
         predictions = segmenter.predict_many([gray for _, gray, _ in group], options.threshold)
         infer = (perf_counter() - start) / len(group)
         for (index, gray, decode), prediction in zip(group, predictions, strict=True):
-            results[index] = _result(segmenter, prediction, gray, options.include, decode, infer, deadline)
+            results[index] = _result(segmenter, prediction, gray, options.include, decode, infer, limits, answer)
         group.clear()
 
     for item in _decoded(blobs, limits, results):
@@ -167,17 +223,20 @@ def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, limits: Li
     the loop's decode and model time shared evenly. ImageError (including too_many_frames, over
     `limits.max_frames`) propagates.
     """
-    deadline = limits.deadline
     start = perf_counter()
-    deadline.check("decoding")
-    grays = decode_all(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
+    limits.deadline.check("decoding")
+    grays = decode_frames(data, limits, all_frames=True)
     decoded = perf_counter()
-    deadline.check(f"inference on {len(grays)} frame(s)")
+    limits.deadline.check(f"inference on {len(grays)} frame(s)")
     predictions = segmenter.predict_sequence(grays, options.threshold, window)
     inferred = perf_counter()
     decode_each, infer_each = (decoded - start) / len(grays), (inferred - decoded) / len(grays)
+    answer = ResponseBudget(limits.max_response_bytes)
     frames = [
-        {"frame": index, **_result(segmenter, prediction, gray, options.include, decode_each, infer_each, deadline)}
+        {
+            "frame": index,
+            **_result(segmenter, prediction, gray, options.include, decode_each, infer_each, limits, answer),
+        }
         for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))
     ]
     return {

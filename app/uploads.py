@@ -2,7 +2,9 @@
 
 Uploads are patients' images: they are never written to disk (Werkzeug spools files over 500 kB to a
 temporary file by default) and their client-side filenames are never read. MAX_CONTENT_LENGTH bounds the
-memory a request can take.
+memory a request can take, however the body is framed: Werkzeug refuses a declared Content-Length over it,
+but cuts a chunked body (no Content-Length) silently at the limit, so such a body is read here up to one byte
+past the limit and refused whole.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import io
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from app.errors import ApiError
 from model.decode.formats import MIME_TYPES
@@ -25,8 +29,28 @@ def is_raw_body_type(mimetype: str) -> bool:
     return mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES
 
 
+def read_bounded(stream: io.RawIOBase, limit: int) -> bytes:
+    """The whole stream, or RequestEntityTooLarge as soon as it holds more than `limit` bytes."""
+    chunks, total = [], 0
+    while chunk := stream.read(min(64 * 1024, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise RequestEntityTooLarge()
+    return b"".join(chunks)
+
+
 class InMemoryRequest(Request):
-    """A Flask request whose multipart file parts are kept in memory."""
+    """A Flask request whose body is bounded however it is framed, and whose multipart file parts are kept in
+    memory."""
+
+    @cached_property
+    def stream(self) -> io.IOBase:
+        # Everything that reads the body (get_data, the form parser) goes through this stream.
+        terminated = "wsgi.input_terminated" in self.environ  # the server ends the body: chunked framing
+        if self.content_length is None and terminated and self.max_content_length is not None:
+            return io.BytesIO(read_bounded(self.environ["wsgi.input"], self.max_content_length))
+        return super().stream
 
     def _get_file_stream(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.decode.limits import check_size
 from model.errors import TooManyFramesError
 
 #: A loop's decoded frames may hold this many times the per-image pixel limit in all: decoded float32 frames
@@ -30,6 +31,40 @@ def check_frame_count(count: int, max_frames: int, frame_pixels: int, max_pixels
             f"{count} frames of {frame_pixels} pixels are {count * frame_pixels} pixels in all; "
             f"the limit is {LOOP_PIXEL_FACTOR * max_pixels}"
         )
+
+
+class LoopBudget:
+    """The frames and decoded pixels a loop may still take, charged for every frame before it is decoded.
+
+    Headers can lie (a clip that declares one frame and holds hundreds, a TIFF whose first page is 1 x 1 and
+    whose later pages are huge), so the header check alone bounds nothing: each decoder calls `admit` with
+    the size of the frame it is about to decode.
+    """
+
+    def __init__(self, max_frames: int, max_pixels: int) -> None:
+        self.max_frames = max_frames
+        self.max_pixels = max_pixels
+        self.frames = 0
+        self.pixels = 0
+
+    def check_declared(self, count: int, frame_pixels: int) -> None:
+        """Refuse from the header what cannot fit (the frames decoded later are charged one by one)."""
+        check_frame_count(count, self.max_frames, frame_pixels, self.max_pixels)
+
+    def admit(self, width: int, height: int) -> None:
+        """Charge one frame of width x height, or raise before it is decoded."""
+        check_size(width, height, self.max_pixels)
+        if self.frames + 1 > self.max_frames:
+            raise TooManyFramesError(
+                f"the file has more than {self.max_frames} frames; the limit is {self.max_frames} per request"
+            )
+        if self.pixels + width * height > LOOP_PIXEL_FACTOR * self.max_pixels:
+            raise TooManyFramesError(
+                f"the frames decoded so far and the next one are over {LOOP_PIXEL_FACTOR * self.max_pixels} "
+                "pixels in all, the limit per request"
+            )
+        self.frames += 1
+        self.pixels += width * height
 
 
 #: Largest accepted window: 15 frames is half a second at 30 frames/s, beyond which a moving probe blurs.

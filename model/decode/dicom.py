@@ -2,7 +2,9 @@
 
 Scanners export DICOM, not TIFF. The file is parsed from the uploaded bytes (nothing is written anywhere)
 and only the pixel module is used: no tag is copied into a result, so no patient data can leak through
-one. The frame size and count come from the header and are checked before any pixel is decoded. Pixel
+one. The frame size and count come from the header and are checked before any pixel is decoded, and a
+compressed frame's own header must agree with them: a JPEG inside a DICOM is decoded at the JPEG's size,
+whatever Rows and Columns say. Pixel
 data that pydicom cannot decode with what is installed (e.g. JPEG Lossless or JPEG-LS, which need gdcm or
 pylibjpeg plug-ins) is refused with a message naming the transfer syntax, before decoding is tried.
 """
@@ -13,10 +15,12 @@ import io
 
 import numpy as np
 import pydicom
+import pydicom.encaps
 import pydicom.pixels
+from PIL import Image
 from pydicom.errors import InvalidDicomError
 
-from model.cine import check_frame_count
+from model.cine import LoopBudget
 from model.decode.images import luminance, to_unit_float
 from model.decode.limits import check_size
 from model.errors import ImageError, UnreadableImageError, UnsupportedImageError, UnsupportedTransferSyntaxError
@@ -25,10 +29,10 @@ from model.errors import ImageError, UnreadableImageError, UnsupportedImageError
 def _dataset(data: bytes) -> pydicom.Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError as exc:
-        raise UnreadableImageError(f"DICOM header could not be read: {exc}") from None
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise UnreadableImageError(f"DICOM file is truncated or damaged: {exc}") from None
+    except InvalidDicomError:
+        raise UnreadableImageError("DICOM header could not be read: it is damaged") from None
+    except Exception:  # pydicom raises many types for damaged files
+        raise UnreadableImageError("DICOM file is truncated or damaged") from None
     if "PixelData" not in ds:
         raise UnsupportedImageError("DICOM file holds no image (no Pixel Data element)")
     return ds
@@ -72,9 +76,30 @@ def _to_gray(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     return 1.0 - unit if photometric == "MONOCHROME1" else unit  # MONOCHROME1: 0 is white
 
 
+def _check_embedded_size(ds: pydicom.Dataset, count: int, index: int, rows: int, columns: int) -> None:
+    """A JPEG frame is decoded at its own size: refuse one whose header disagrees with Rows x Columns."""
+    if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        return
+    try:
+        fragment = pydicom.encaps.get_frame(ds.PixelData, index, number_of_frames=count)
+    except Exception:
+        raise UnreadableImageError(f"DICOM frame {index} could not be found in the pixel data") from None
+    if not fragment.startswith(b"\xff\xd8"):
+        return  # not JPEG: RLE and the others decode into a buffer of Rows x Columns
+    try:
+        with Image.open(io.BytesIO(fragment)) as embedded:  # reads the JPEG's header only
+            size = embedded.size
+    except Exception:
+        raise UnreadableImageError(f"the JPEG of DICOM frame {index} is damaged") from None
+    if size != (columns, rows):
+        raise UnreadableImageError(
+            f"the JPEG of DICOM frame {index} is {size[0]}x{size[1]}, but the header says {columns}x{rows}"
+        )
+
+
 def dicom_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None) -> list[np.ndarray]:
     """The frames of a DICOM file as float32 grayscale in [0, 1]: all of them, or the first when
-    `max_frames` is None. `max_frames` is checked from the header; over it raises TooManyFramesError."""
+    `max_frames` is None. Over `max_frames` or the loop's pixel budget raises TooManyFramesError."""
     ds = _dataset(data)
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
@@ -82,13 +107,18 @@ def dicom_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None)
         raise UnreadableImageError("DICOM file has no valid Rows / Columns") from None
     check_size(columns, rows, max_pixels)
     count = _frame_count(ds)
+    budget = LoopBudget(max_frames or 1, max_pixels)
     if max_frames is not None:
-        check_frame_count(count, max_frames, rows * columns, max_pixels)
+        budget.check_declared(count, rows * columns)
     _check_decodable(ds)
-    wanted = range(count) if max_frames is not None else range(1)
-    try:
-        return [_to_gray(pydicom.pixels.pixel_array(ds, index=i), ds) for i in wanted]
-    except ImageError:
-        raise
-    except Exception as exc:  # decoders raise many types for damaged pixel data
-        raise UnreadableImageError(f"DICOM pixel data could not be decoded: {exc}") from None
+    frames = []
+    for index in range(count if max_frames is not None else 1):
+        budget.admit(columns, rows)
+        _check_embedded_size(ds, count, index, rows, columns)
+        try:
+            frames.append(_to_gray(pydicom.pixels.pixel_array(ds, index=index), ds))
+        except ImageError:
+            raise
+        except Exception:  # decoders raise many types for damaged pixel data
+            raise UnreadableImageError(f"DICOM pixel data of frame {index} could not be decoded") from None
+    return frames

@@ -1,65 +1,63 @@
 """Every accepted file type, one frame or all of them: the one entry point for decoding uploads and files.
 
-The format is recognised by its magic bytes (model/decode/formats.py), never by a filename, and the file goes
-to that format's decoder: images.py (TIFF, PNG, JPEG, BMP), dicom.py or video.py (MP4/AVI clips); a file of
-no known signature goes to Pillow, whose refusal names every accepted format. `decode_first` is what a
-single-frame request gets (the first page of a multi-page TIFF, the first frame of a DICOM or clip);
-`decode_all` is a whole cine loop, refused from its header when over the frame limits (model/cine.py).
+The format is recognised by its magic bytes (model/decode/formats.py), never by a filename, and a file of no
+accepted signature is refused before any decoder opens it (Pillow alone would walk a GIF's every frame
+first). Its structure is then checked on the raw bytes (model/decode/structure.py) and the file goes to its
+format's decoder: images.py (TIFF, PNG, JPEG, BMP), dicom.py or video.py (MP4/AVI clips). `decode_first` is
+what a single-frame request gets (the first page of a multi-page TIFF, the first frame of a DICOM or clip);
+`decode_all` is a whole cine loop, every frame charged to its budget before it is decoded (model/cine.py).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from model.cine import check_frame_count
+from model.cine import LoopBudget
 from model.decode.dicom import dicom_frames
-from model.decode.formats import ACCEPTED, sniff
-from model.decode.images import decode_image, iter_frames
+from model.decode.formats import ACCEPTED, Format, sniff
+from model.decode.images import decode_image, iter_frames, tiff_pages
+from model.decode.structure import check_structure
 from model.decode.video import video_frames
-from model.errors import ImageError, UnreadableImageError
+from model.errors import EmptyImageError, ImageError, UnreadableImageError, UnsupportedImageError
 
 
-def _decoder(data: bytes) -> str:
+def _format(data: bytes, max_pixels: int, max_frames: int | None) -> Format:
+    """The file's accepted format, its structure checked; anything else is refused naming every format."""
+    if not data:
+        raise EmptyImageError("the file is empty")
     found = sniff(data)
-    return found.decoder if found else "images"
+    if found is None:
+        raise UnsupportedImageError(f"not a supported image (accepted: {ACCEPTED})")
+    check_structure(data, found.name, max_pixels, max_frames)
+    return found
 
 
 def decode_first(data: bytes, *, max_pixels: int) -> np.ndarray:
     """The first (or only) frame of any accepted file, as float32 grayscale in [0, 1]."""
-    decoder = _decoder(data)
-    if decoder == "dicom":
+    found = _format(data, max_pixels, None)
+    if found.decoder == "dicom":
         return dicom_frames(data, max_pixels=max_pixels)[0]
-    if decoder == "video":
+    if found.decoder == "video":
         return video_frames(data, max_pixels=max_pixels)[0]
     return decode_image(data, max_pixels=max_pixels, accepted=ACCEPTED)
 
 
-def _image_frames(data: bytes, max_pixels: int, max_frames: int) -> list[np.ndarray]:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            count, pixels = getattr(image, "n_frames", 1), image.width * image.height
-    except Exception:  # not an image Pillow knows: decode_first gives the precise error
-        return [decode_first(data, max_pixels=max_pixels)]
-    check_frame_count(count, max_frames, pixels, max_pixels)
-    try:
-        return list(iter_frames(data, max_pixels=max_pixels, accepted=ACCEPTED))
-    except UnreadableImageError:
-        # Pages Pillow cannot read (e.g. 16-bit RGB TIFF) have a tifffile fallback, page by page.
-        return [decode_image(data, max_pixels=max_pixels, frame=k, accepted=ACCEPTED) for k in range(count)]
-
-
 def decode_all(data: bytes, *, max_pixels: int, max_frames: int) -> list[np.ndarray]:
     """Every frame of any accepted file in file order; a single-frame file gives a list of one."""
-    decoder = _decoder(data)
-    if decoder == "dicom":
+    found = _format(data, max_pixels, max_frames)
+    if found.decoder == "dicom":
         return dicom_frames(data, max_pixels=max_pixels, max_frames=max_frames)
-    if decoder == "video":
+    if found.decoder == "video":
         return video_frames(data, max_pixels=max_pixels, max_frames=max_frames)
-    return _image_frames(data, max_pixels, max_frames)
+    try:
+        return list(iter_frames(data, budget=LoopBudget(max_frames, max_pixels), accepted=ACCEPTED))
+    except UnreadableImageError:
+        if found.name != "TIFF":
+            raise
+    # Pages Pillow cannot read (e.g. 16-bit RGB TIFF) have a tifffile fallback.
+    return tiff_pages(data, LoopBudget(max_frames, max_pixels))
 
 
 def read_frames(path: Path, *, max_pixels: int, max_frames: int | None) -> list[np.ndarray]:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from model.cine import LoopBudget
 from model.decode.formats import FORMATS, IMAGE_FORMATS
 from model.decode.limits import DEFAULT_MAX_PIXELS, check_size
 from model.errors import (
@@ -29,8 +30,10 @@ from model.errors import (
 #: What these functions alone accept, named in their refusals; model/decode/frames.py names every format.
 IMAGES_ACCEPTED = ", ".join(IMAGE_FORMATS)
 
-# Pillow's own bomb guard is a warning at MAX_IMAGE_PIXELS; ours is a hard limit checked from the header.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own bomb guard stays on behind ours (the pixel limit checked from the header), for what a header
+# does not say. Its warnings about damaged metadata (e.g. "Corrupt EXIF data") are noise beside the errors
+# raised below: silenced once for the process, since warnings.catch_warnings() is not thread-safe.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def to_unit_float(array: np.ndarray) -> np.ndarray:
@@ -87,54 +90,92 @@ def _pil_frame_to_gray(frame: Image.Image) -> np.ndarray:
     return luminance(np.asarray(frame.convert("RGB"))).astype(np.float32)
 
 
+class _Refusing:
+    """Turns a decoding library's exceptions into one plain refusal: Pillow and tifffile raise many types for
+    damaged files (OSError, TypeError, struct.error, ...), and their text is for logs, not users. ImageError
+    passes; running out of the decode stage's memory (model/decode/isolated.py) is a too-large image."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if exc is None or isinstance(exc, ImageError):
+            return False
+        if isinstance(exc, MemoryError):
+            raise ImageTooLargeError("the image needs more memory to decode than the service allows") from None
+        if not isinstance(exc, Exception):
+            return False
+        raise UnreadableImageError(f"{self.what} could not be decoded: it is truncated or damaged") from None
+
+
+def _tifffile_gray(page) -> np.ndarray:
+    shape = page.shape
+    if len(shape) < 2:
+        raise UnsupportedImageError(f"TIFF page has shape {shape}")
+    return to_unit_float(luminance(page.asarray()))
+
+
 def _decode_with_tifffile(data: bytes, max_pixels: int, frame: int) -> np.ndarray:
     """Fallback for TIFF sample formats Pillow cannot open (e.g. 16-bit RGB, multi-sample float)."""
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            if frame >= len(tif.pages):
-                raise UnreadableImageError(f"TIFF has {len(tif.pages)} page(s); page {frame} was asked for")
-            page = tif.pages[frame]
-            shape = page.shape
-            if len(shape) < 2:
-                raise UnsupportedImageError(f"TIFF page has shape {shape}")
-            check_size(shape[1], shape[0], max_pixels)
-            array = page.asarray()
-    except ImageError:
-        raise
-    except Exception as exc:  # tifffile raises many types for damaged files
-        raise UnreadableImageError(f"TIFF could not be decoded: {exc}") from None
-    gray = luminance(array)
-    return to_unit_float(gray)
+    with _Refusing("TIFF page"), tifffile.TiffFile(io.BytesIO(data)) as tif:
+        try:
+            page = tif.pages[frame]  # walks the directories up to `frame` only, not the whole file
+        except IndexError:
+            raise UnreadableImageError(f"TIFF has no page {frame}") from None
+        if len(page.shape) >= 2:
+            check_size(page.shape[1], page.shape[0], max_pixels)
+        return _tifffile_gray(page)
 
 
-def iter_frames(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, accepted: str = IMAGES_ACCEPTED
-) -> Iterator[np.ndarray]:
-    """Yield every frame of a (multi-page) image as float32 grayscale in [0, 1]; a refusal names `accepted`."""
-    image = _open(data, max_pixels, accepted)
+def tiff_pages(data: bytes, budget: LoopBudget) -> list[np.ndarray]:
+    """Every page of a TIFF through tifffile, each charged to `budget` before it is decoded."""
+    pages = []
+    with _Refusing("TIFF page"), tifffile.TiffFile(io.BytesIO(data)) as tif:
+        for page in tif.pages:
+            if len(page.shape) >= 2:
+                budget.admit(page.shape[1], page.shape[0])
+            pages.append(_tifffile_gray(page))
+    return pages
+
+
+def iter_frames(data: bytes, *, budget: LoopBudget, accepted: str = IMAGES_ACCEPTED) -> Iterator[np.ndarray]:
+    """Yield every frame of a (multi-page) image as float32 grayscale in [0, 1], each charged to `budget`
+    before it is decoded (a header's frame count and first size bound nothing); a refusal names `accepted`."""
+    image = _open(data, budget.max_pixels, accepted)
     with image:
-        for frame in ImageSequence.Iterator(image):
-            check_size(frame.width, frame.height, max_pixels)
-            yield _load(frame)
+        budget.check_declared(getattr(image, "n_frames", 1), image.width * image.height)
+        index = 0
+        while True:
+            if index:
+                try:
+                    image.seek(index)
+                except EOFError:
+                    return
+                except Exception:  # e.g. an APNG with a damaged frame sequence or a frame outside the canvas
+                    raise UnreadableImageError(f"frame {index} of the file is damaged") from None
+            budget.admit(image.width, image.height)
+            yield _load(image)
+            index += 1
 
 
 def _open(data: bytes, max_pixels: int, accepted: str) -> Image.Image:
     if not data:
         raise EmptyImageError("the file is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the error below says it better
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         # A damaged file of a known format (400) is not another kind of file (415): the magic bytes tell.
         claimed = next((f.name for f in FORMATS if f.decoder == "images" and f.matches(data)), None)
         if claimed:
             raise UnreadableImageError(f"the file starts like a {claimed} but its header is damaged") from None
         raise UnsupportedImageError(f"not a supported image (accepted: {accepted})") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(str(exc)) from None
-    except Exception as exc:
-        raise UnreadableImageError(f"image header could not be read: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError("image is over the decoder's own pixel limit") from None
+    except Exception:
+        raise UnreadableImageError("image header could not be read: it is damaged") from None
     if image.format not in IMAGE_FORMATS:
         image.close()
         raise UnsupportedImageError(f"image format {image.format} is not supported (accepted: {accepted})")
@@ -143,15 +184,9 @@ def _open(data: bytes, max_pixels: int, accepted: str) -> Image.Image:
 
 
 def _load(frame: Image.Image) -> np.ndarray:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            frame.load()
+    with _Refusing("image data"):
+        frame.load()
         return _pil_frame_to_gray(frame)
-    except ImageError:
-        raise
-    except Exception as exc:  # Pillow raises many types for damaged files (OSError, TypeError, struct.error, ...)
-        raise UnreadableImageError(f"image data is truncated or damaged: {exc}") from None
 
 
 def decode_image(
@@ -170,6 +205,9 @@ def decode_image(
             image.seek(frame)
         except EOFError:
             raise UnreadableImageError(f"image has no frame {frame}") from None
+        except Exception:  # e.g. an APNG whose frame sequence is damaged
+            raise UnreadableImageError(f"frame {frame} of the file is damaged") from None
+        check_size(image.width, image.height, max_pixels)  # a later page has its own size
         try:
             return _load(image)
         except UnreadableImageError:

@@ -2,8 +2,9 @@
 
 OpenCV (already the project's image library) reads a video from a Python stream through its FFmpeg
 backend, so an uploaded clip is decoded from the request's bytes and never written to a file. The frame
-size and count are checked from the container header before frames are decoded; the count is checked
-again while reading, since headers can lie.
+size and count are checked from the container header before frames are decoded, and every frame read is
+charged to the loop's budget before it is kept, since headers can lie. FFmpeg allocates a frame before its
+real size is known; the decode stage's memory bound (model/decode/isolated.py) covers that.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import cv2
 import numpy as np
 
-from model.cine import check_frame_count
+from model.cine import LoopBudget
 from model.decode.limits import check_size
 from model.errors import UnreadableImageError
 
@@ -25,29 +26,23 @@ def video_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None)
     stream = io.BufferedReader(io.BytesIO(data))
     try:
         capture = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])
-    except Exception as exc:  # OpenCV raises SystemError/cv2.error for streams it cannot open
-        raise UnreadableImageError(f"video could not be opened: {exc}") from None
+    except Exception:  # OpenCV raises SystemError/cv2.error for streams it cannot open
+        raise UnreadableImageError("video could not be opened: not a readable MP4 or AVI clip") from None
     try:
         if not capture.isOpened():
             raise UnreadableImageError("video could not be opened: not a readable MP4 or AVI clip")
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         check_size(width, height, max_pixels)
-        limit = 1 if max_frames is None else max_frames
+        budget = LoopBudget(max_frames or 1, max_pixels)
         if max_frames is not None:
-            check_frame_count(
-                max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0), max_frames, width * height, max_pixels
-            )
+            budget.check_declared(max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0), width * height)
         frames: list[np.ndarray] = []
-        while True:
+        while max_frames is not None or not frames:
             ok, frame = capture.read()
             if not ok:
                 break
-            if len(frames) == limit:
-                if max_frames is None:
-                    break
-                check_frame_count(limit + 1, max_frames, width * height, max_pixels)  # raises
-            check_size(frame.shape[1], frame.shape[0], max_pixels)
+            budget.admit(frame.shape[1], frame.shape[0])
             gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # ITU-R 601 weights
             frames.append(gray.astype(np.float32) / 255.0)
     finally:

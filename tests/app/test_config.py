@@ -9,12 +9,14 @@ import pytest
 from app.config import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_REQUEST_TIMEOUT_S,
     ConfigError,
     settings_from_env,
 )
 from model.artifact import MODEL_DIR
+from model.decode.isolated import DEFAULT_DECODE_MEMORY_BYTES
 
 
 def test_defaults():
@@ -33,6 +35,9 @@ def test_defaults():
         "RUNTIME": "auto",
         "INFERENCE_THREADS": None,
         "HTTPS": False,
+        "MAX_RESPONSE_BYTES": DEFAULT_MAX_RESPONSE_BYTES,
+        "DECODE_MEMORY_BYTES": DEFAULT_DECODE_MEMORY_BYTES,
+        "DECODE_ISOLATION": True,
     }
     assert DEFAULT_MAX_UPLOAD_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_BATCH == 32
 
@@ -53,6 +58,8 @@ def test_values_from_environment():
             "NERVE_RUNTIME": "keras",
             "NERVE_INFERENCE_THREADS": "1",
             "NERVE_HTTPS": "1",
+            "NERVE_MAX_RESPONSE_BYTES": "5000",
+            "NERVE_DECODE_MEMORY_BYTES": "300000000",
         }
     )
     assert settings == {
@@ -69,6 +76,9 @@ def test_values_from_environment():
         "RUNTIME": "keras",
         "INFERENCE_THREADS": 1,
         "HTTPS": True,
+        "MAX_RESPONSE_BYTES": 5000,
+        "DECODE_MEMORY_BYTES": 300_000_000,
+        "DECODE_ISOLATION": True,
     }
 
 

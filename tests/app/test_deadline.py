@@ -15,6 +15,7 @@ from app.deadline import Deadline
 from app.errors import ApiError
 from tests.app.conftest import tiff_bytes
 from tests.conftest import phantom
+from tests.hostile import blank_png
 
 FRAME = tiff_bytes(phantom(120, 160))
 
@@ -46,10 +47,11 @@ def slow_stage(monkeypatch, clock: FakeClock, target, name: str, seconds: float,
     calls = [0]
 
     def slow(*args, **kwargs):
+        result = real(*args, **kwargs)
         calls[0] += 1
         if calls[0] == on_call:
             clock.now += seconds
-        return real(*args, **kwargs)
+        return result
 
     monkeypatch.setattr(target, name, slow)
 
@@ -73,7 +75,7 @@ def test_deadline_unit(clock):
 
 
 def test_within_budget_is_served(client, clock, budget, monkeypatch):
-    slow_stage(monkeypatch, clock, inference, "decode_first", budget - 0.5)
+    slow_stage(monkeypatch, clock, inference, "decode_frames", budget - 0.5)
     assert client.post("/predict", data={"image": (io.BytesIO(FRAME), "f.tif")}).status_code == 200
 
 
@@ -81,7 +83,7 @@ def test_slow_decode_stops_before_inference(app, client, clock, budget, monkeypa
     segmenter = app.extensions["model_service"].segmenter
     calls = []
     monkeypatch.setattr(segmenter, "predict_many", lambda *a, **k: calls.append(a) or [])
-    slow_stage(monkeypatch, clock, inference, "decode_first", budget + 1)
+    slow_stage(monkeypatch, clock, inference, "decode_frames", budget + 1)
     assert_timeout(client.post("/predict", data={"image": (io.BytesIO(FRAME), "f.tif")}), "before inference")
     assert not calls, "the network ran after the budget was spent"
 
@@ -100,7 +102,7 @@ def test_slow_upload_stops_before_decoding(client, clock, budget, monkeypatch):
 
 
 def test_batch_stops_between_frames_and_answers_nothing_partial(client, clock, budget, monkeypatch):
-    slow_stage(monkeypatch, clock, inference, "decode_first", budget + 1, on_call=2)
+    slow_stage(monkeypatch, clock, inference, "decode_frames", budget + 1, on_call=2)
     files = [(io.BytesIO(FRAME), f"{i}.tif") for i in range(3)]
     response = client.post("/predict/batch", data={"images": files})
     assert_timeout(response, "before decoding image 3 of 3")
@@ -117,13 +119,23 @@ def test_batch_stops_after_a_slow_group(app, client, clock, budget, monkeypatch)
 def test_page_over_budget_shows_the_message(client, clock, budget, monkeypatch):
     page = client.get("/").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    slow_stage(monkeypatch, clock, inference, "decode_first", budget + 1)
+    slow_stage(monkeypatch, clock, inference, "decode_frames", budget + 1)
     response = client.post("/", data={"csrf_token": csrf, "image": (io.BytesIO(FRAME), "f.tif")})
     assert response.status_code == 503 and "budget" in response.get_data(as_text=True)
 
 
 def test_loop_over_budget_stops_before_inference(client, app, clock, budget, monkeypatch):
-    slow_stage(monkeypatch, clock, inference, "decode_all", budget + 1)
+    slow_stage(monkeypatch, clock, inference, "decode_frames", budget + 1)
     response = client.post("/predict", data={"image": (io.BytesIO(FRAME), "loop.tif"), "frames": "all"})
     assert_timeout(response, "inference")
+    assert client.post("/predict", data={"image": (io.BytesIO(FRAME), "f.tif")}).status_code == 200
+
+
+def test_a_decode_past_the_budget_is_stopped_in_its_helper(app, client, monkeypatch):
+    """Real time, a real decoder: a maximal PNG takes far longer to decode than this budget, and the thread
+    is back at once (the helper is killed), where a check between stages would wait for the decode."""
+    monkeypatch.setitem(app.config, "REQUEST_TIMEOUT", 0.05)
+    response = client.post("/predict", data={"image": (io.BytesIO(blank_png(4096, 4096)), "big.png")})
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "request_timeout"
+    monkeypatch.setitem(app.config, "REQUEST_TIMEOUT", 30.0)
     assert client.post("/predict", data={"image": (io.BytesIO(FRAME), "f.tif")}).status_code == 200

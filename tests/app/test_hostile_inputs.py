@@ -23,15 +23,26 @@ from tests.app.conftest import tiff_bytes
 from tests.conftest import ROOT, phantom
 from tests.hostile import (
     BOMB_SIDE,
+    apng,
+    apng_frame_outside_canvas,
+    apng_two_fctl_in_a_row,
     blank_png,
     bmp_declaring,
+    dicom_jpeg_larger_than_header,
+    gif_loop,
     jpeg_declaring,
+    jpeg_with_scans,
     multipage_tiff,
     pil_encode,
     png_header_only,
+    png_with_chunks,
     png_with_corrupt_data,
+    tiff_directory_loop,
     tiff_encode,
+    tiff_growing_pages,
     tiff_header_only,
+    tiff_million_strips,
+    tiff_tile_larger_than_image,
     truncated,
 )
 
@@ -61,6 +72,17 @@ def multipart(body: bytes, boundary: str = BOUNDARY) -> dict:
     return raw(body, f"multipart/form-data; boundary={boundary}")
 
 
+def chunked(body: bytes, content_type: str = "image/tiff") -> dict:
+    """A raw body sent with Transfer-Encoding: chunked, as gunicorn hands it over: no Content-Length, and
+    the server marks the input as terminated."""
+    return {
+        "input_stream": io.BytesIO(body),
+        "content_type": content_type,
+        "headers": {"Transfer-Encoding": "chunked"},
+        "environ_overrides": {"wsgi.input_terminated": True},
+    }
+
+
 def over_byte_limit() -> bytes:
     """A real, valid 16-bit TIFF over the default 20 MiB body limit but inside the default pixel limit."""
     return tiff_encode(np.tile(GRAY.astype(np.uint16) * 257, (28, 20)))  # 3360 x 3200: 21.5 MB, 10.8 MP
@@ -88,6 +110,10 @@ def size_is(width: int, height: int) -> Callable[[dict], None]:
         assert (body["width"], body["height"]) == (width, height), body
 
     return check
+
+
+def frame_count_is(body: dict, count: int) -> None:
+    assert body["frame_count"] == count and [f["frame"] for f in body["frames"]] == list(range(count)), body
 
 
 def batch_codes(*expected: str | None) -> Callable[[dict], None]:
@@ -512,6 +538,118 @@ CASES = [
         "reject",
         path="/predict/batch",
     ),
+    # -- round two: structure, layout, framing, answers (docs/reliability.md, "Hardening, round two") ---------
+    Case(
+        "loop_tiny_first_page_then_large_pages",
+        lambda: frame(tiff_growing_pages(1, 100, 6), frames="all"),
+        413,
+        "too_many_frames",
+        "reject: every page is charged to the loop's pixel budget before it is decoded, not page 0 x the count",
+        config={"MAX_PIXELS": 10_000},
+    ),
+    Case(
+        "tiff_tile_larger_than_image",
+        lambda: frame(tiff_tile_larger_than_image()),
+        413,
+        "image_too_large",
+        "reject: a 16 x 16 image in a 32768 x 32768 tile; tile sizes are checked before any allocation",
+    ),
+    Case(
+        "tiff_million_strip_entries",
+        lambda: frame(tiff_million_strips()),
+        400,
+        "unreadable_image",
+        "reject: more strip entries than the image has rows, refused before the tables are read",
+    ),
+    Case(
+        "tiff_directory_loop",
+        lambda: frame(tiff_directory_loop(), frames="all"),
+        400,
+        "unreadable_image",
+        "reject: directories that point back at each other",
+    ),
+    Case(
+        "jpeg_thousands_of_scans",
+        lambda: frame(jpeg_with_scans(2000), "frame.jpg"),
+        400,
+        "unreadable_image",
+        "reject: over 100 scans, each a pass over the whole image; counted before decoding",
+    ),
+    Case(
+        "png_70000_chunks",
+        lambda: frame(png_with_chunks(70_000), "frame.png"),
+        400,
+        "unreadable_image",
+        "reject: over 65536 chunks, counted from their length fields before decoding",
+    ),
+    Case(
+        "apng_two_fctl_in_a_row",
+        lambda: frame(apng_two_fctl_in_a_row(), "loop.png", frames="all"),
+        400,
+        "unreadable_image",
+        "reject: a damaged frame sequence (Pillow's seek raised, uncaught, before)",
+    ),
+    Case(
+        "apng_frame_outside_canvas",
+        lambda: frame(apng_frame_outside_canvas(), "loop.png", frames="all"),
+        400,
+        "unreadable_image",
+        "reject: a frame placed beyond the canvas",
+    ),
+    Case(
+        "apng_loop",
+        lambda: frame(apng(), "loop.png", frames="all"),
+        200,
+        None,
+        "accept: an animated PNG's frames, in order",
+        check=lambda body: frame_count_is(body, 3),
+    ),
+    Case(
+        "png_side_over_limit",
+        lambda: frame(blank_png(20_000, 2), "wide.png"),
+        413,
+        "image_too_large",
+        "reject: 20000 x 2 is inside the pixel limit, but no side may pass 16384 (libpng cannot write a row "
+        "over 1,000,000 pixels, so the mask PNG would fail after all the work)",
+    ),
+    Case(
+        "gif_loop",
+        lambda: frame(gif_loop(), "loop.gif", frames="all"),
+        415,
+        "unsupported_image_format",
+        "reject: the format is checked before any decoder opens the file (a GIF's frames are never walked)",
+    ),
+    Case(
+        "dicom_jpeg_larger_than_rows_columns",
+        lambda: frame(dicom_jpeg_larger_than_header(), "frame.dcm"),
+        400,
+        "unreadable_image",
+        "reject: the embedded JPEG is 320 x 240 while Rows x Columns say 16 x 16; checked before decoding",
+    ),
+    Case(
+        "chunked_body_over_byte_limit",
+        lambda: chunked(GOOD),
+        413,
+        "request_too_large",
+        "reject: a chunked body (no Content-Length) over the limit; it was cut silently at the limit before",
+        config={"MAX_CONTENT_LENGTH": 1000},
+    ),
+    Case(
+        "chunked_body_within_byte_limit",
+        lambda: chunked(GOOD),
+        200,
+        None,
+        "accept: chunked framing itself is fine",
+        check=same_mask_as_gray,
+    ),
+    Case(
+        "loop_answer_over_response_limit",
+        lambda: frame(multipage_tiff(4), frames="all", include="mask_png,overlay_png,probability_png,image_png"),
+        413,
+        "response_too_large",
+        "reject: every PNG field of a loop; the answer is bounded by NERVE_MAX_RESPONSE_BYTES (64 MiB)",
+        config={"MAX_RESPONSE_BYTES": 20_000},
+    ),
 ]
 
 
@@ -556,8 +694,10 @@ def disk_writes(app, monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def no_pixel_decoding(monkeypatch) -> list[str]:
-    """Records any attempt to decode pixels (Pillow's load, tifffile's asarray)."""
+def no_pixel_decoding(app, monkeypatch) -> list[str]:
+    """Records any attempt to decode pixels (Pillow's load, tifffile's asarray). The spy sees only this
+    process, so the app decodes in the request's own thread meanwhile (the header checks are the same code)."""
+    monkeypatch.setitem(app.config, "DECODE_ISOLATION", False)
     attempts: list[str] = []
     real_load, real_asarray = ImageFile.ImageFile.load, tifffile.TiffPage.asarray
 

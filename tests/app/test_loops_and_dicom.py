@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_frame_limit_is_a_413(app, client, monkeypatch):
     for data in (multipage_tiff_bytes(LOOP), dicom_bytes(LOOP)):
         response = post(client, data, frames="all")
         assert response.status_code == 413 and code_of(response) == "too_many_frames"
-        assert "5 frames; the limit is 4" in response.get_json()["error"]["message"]
+        # DICOM declares its count; a TIFF's directory walk stops as soon as it is over the limit.
+        assert re.search(r"(has 5|more than 4) frames.*the limit is 4", response.get_json()["error"]["message"])
     assert post(client, multipage_tiff_bytes(LOOP)).status_code == 200  # one frame asked: no loop limit
 
 
