@@ -100,13 +100,14 @@ def error_response(code: str, message: str, status: int | None = None) -> tuple[
 
 
 def describe_http_error(exc: HTTPException) -> tuple[str, str, int]:
-    """Code, a plain message and status for a Werkzeug exception (its description is written for HTML)."""
+    """Code, a plain message and status for a Werkzeug exception: the message is this service's own phrase
+    for the code (Werkzeug's descriptions are written for HTML pages and may carry a parser's detail)."""
     status = exc.code or 500
     code = HTTP_ERROR_CODES.get(status, OTHER_HTTP_ERROR)
     if status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         return code, f"the request body or a form field is over the limit ({limit} bytes in all)", status
-    return code, exc.description or exc.name, status
+    return code, ERRORS[code].when if code in ERRORS else exc.name, status
 
 
 def register_json_errors(app: Flask) -> None:

@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from app.errors import ApiError
 from model.artifact import load_metadata, verify_weights
+from model.decode.isolated import decode_pool
 from model.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ class ModelService:
 def init_app(app: Flask) -> ModelService:
     """Create the app's ModelService from its config and load the model (now, or in the background)."""
     config = app.config
+    if config["DECODE_ISOLATION"]:
+        # The decoders' helper processes (model/decode/isolated.py) start while the model loads, so the first
+        # request pays for neither.
+        pool = decode_pool(config["DECODE_MEMORY_BYTES"])
+        threading.Thread(target=pool.warm_up, name="decode-warm-up", daemon=True).start()
     service = ModelService(config["MODEL_DIR"], config["RUNTIME"], config["INFERENCE_THREADS"])
     if config["MODEL_LOADING"] == "background":
         service.load_in_background()
