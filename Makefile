@@ -1,8 +1,8 @@
 # Every target builds .venv on first use (python3.11, else python3) and reinstalls it when a requirements
 # file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
-#   make run        serve the shipped model on http://localhost:$(PORT) (gunicorn, as in the Dockerfile)
+#   make run        serve the shipped model on http://localhost:$(PORT) (nginx + gunicorn, the Dockerfile's CMD)
 #   make onnx       re-export model/unet.keras to the committed model/unet.onnx that serving runs
-#   make test       the whole test suite (installs Debian chromium for the browser test when root)
+#   make test       the whole test suite (installs Debian chromium and nginx for their tests when root)
 #   make train      the shipped recipe (training/recipes/) on $(DATA) into $(RUN): 5 folds + the final model, installed
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
@@ -26,7 +26,7 @@ RUN ?= runs/train
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv run onnx test train evaluate bench lint audit chromium clean
+.PHONY: help venv run onnx test train evaluate bench lint audit chromium nginx clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -46,8 +46,9 @@ $(STAMP): $(REQUIREMENTS)
 onnx: venv
 	$(PY) -m model.onnx_export
 
-run: venv
-	exec $(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
+# The container's entry command: nginx in front of gunicorn (deploy/serve.py); it says what to do without nginx.
+run: venv nginx
+	exec $(PY) -m deploy.serve
 
 # The browser test drives Debian's chromium; without it (not root, no apt-get) that test skips itself.
 chromium:
@@ -56,7 +57,14 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: venv chromium
+# nginx fronts gunicorn in the container and in `make run`; without it (not root, no apt-get) its tests skip themselves.
+nginx:
+	@if ! PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing nginx, the proxy in front of gunicorn"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
+	fi
+
+test: venv chromium nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 train: venv

@@ -1,4 +1,9 @@
-"""Gunicorn settings: `gunicorn -c gunicorn.conf.py "app:create_app()"` (the Dockerfile's CMD).
+"""Gunicorn settings, read by the container's entry command (deploy/serve.py, the Dockerfile's CMD and `make run`).
+
+There gunicorn sits behind nginx, which reads every request whole before passing it on (a slow client would
+otherwise hold a request thread for as long as it trickles): serve.py binds it to a private unix socket and
+raises its request-size limits above nginx's. Run alone, `gunicorn -c gunicorn.conf.py "app:create_app()"`
+binds 0.0.0.0:$PORT itself with its default limits (the tests and benchmarks that measure gunicorn do).
 
 Workers and threads were chosen by measurement on the 2-core target (docs/performance.md) and can be
 overridden with NERVE_WORKERS / NERVE_THREADS: two workers, so that one can die without the service going
@@ -14,6 +19,7 @@ import logging
 import os
 import secrets
 
+# deploy/serve.py overrides this with --bind unix:...; nginx then listens on $PORT.
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("NERVE_WORKERS", "2"))
 threads = int(os.environ.get("NERVE_THREADS", "2"))

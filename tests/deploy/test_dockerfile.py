@@ -14,8 +14,8 @@ import pytest
 from tests.deploy import dockerfile
 
 ROOT = dockerfile.ROOT
-ENTRY_COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
-#: What the image may contain: the service, the model, its page assets and the server config.
+ENTRY_COMMAND = ["python", "-m", "deploy.serve"]
+#: What the image may contain: the service, the model, its page assets and the server config (gunicorn, nginx).
 ALLOWED_SOURCES = {
     "requirements.txt",
     "requirements-serve.txt",
@@ -24,6 +24,7 @@ ALLOWED_SOURCES = {
     "templates/",
     "static/",
     "gunicorn.conf.py",
+    "deploy/",
 }
 #: .dockerignore must keep these out of the build context (environments, runs, tests, data).
 MUST_IGNORE = [".venv", "runs", "tests", "training", "shared", "data", ".git"]
@@ -77,6 +78,18 @@ def test_no_dev_tools_or_training_material_in_the_image():
     assert set(sources) <= ALLOWED_SOURCES, f"unexpected COPY sources: {set(sources) - ALLOWED_SOURCES}"
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository, the build would fail"
+
+
+def test_nginx_is_installed_lean_in_the_serving_stage():
+    """The entry command runs nginx in front of gunicorn: Debian's package, without recommends, lists removed in the
+    same layer; installed as root, before USER drops to the service's user."""
+    steps = dockerfile.serving_stage()
+    installs = [(i, args) for i, (name, args) in enumerate(steps) if name == "RUN" and "apt-get install" in args]
+    assert len(installs) == 1, installs
+    index, args = installs[0]
+    assert "apt-get update" in args and "--no-install-recommends" in args and "-y" in args
+    assert " nginx" in args and "rm -rf /var/lib/apt/lists/*" in args
+    assert index < next(i for i, (name, _) in enumerate(steps) if name == "USER")
 
 
 def test_runs_as_a_non_root_user():

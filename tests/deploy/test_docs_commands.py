@@ -69,11 +69,20 @@ def test_make_test_runs_the_whole_pytest_suite():
 
 
 def test_make_run_is_the_container_entry_command():
-    line = next(line for line in recipe("run").splitlines() if "gunicorn" in line)
-    argv = shlex.split(line.strip())
-    argv = argv[argv.index(next(a for a in argv if a.endswith("gunicorn"))) :]
+    line = next(line for line in recipe("run").splitlines() if "deploy.serve" in line)
+    argv = shlex.split(line.strip().replace("$(PY)", ".venv/bin/python"))
+    argv = argv[argv.index(next(a for a in argv if a.endswith("python"))) :]
     argv[0] = Path(argv[0]).name
     assert argv == dockerfile.cmd()
+
+
+def test_nginx_is_installed_where_chromium_is():
+    """The entry command needs nginx: `make run` and `make test` install it when root with apt-get, as CI does."""
+    prerequisites = re.search(r"^run:(.*)$", MAKEFILE.read_text(), flags=re.M).group(1).split()
+    assert "nginx" in prerequisites
+    assert "nginx" in re.search(r"^test:(.*)$", MAKEFILE.read_text(), flags=re.M).group(1).split()
+    assert "apt-get install" in recipe("nginx") and "nginx" in recipe("nginx").split()
+    assert "need+=(nginx)" in CI_RUN.read_text()
 
 
 def test_readme_links_resolve():
