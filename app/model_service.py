@@ -21,6 +21,7 @@ from flask import Flask, current_app
 from app.errors import ApiError
 from model.artifact import load_metadata, verify_weights
 from model.decode.isolated import decode_pool
+from model.memory import return_large_buffers_to_the_system
 from model.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ModelService:
 def init_app(app: Flask) -> ModelService:
     """Create the app's ModelService from its config and load the model (now, or in the background)."""
     config = app.config
+    return_large_buffers_to_the_system()
     if config["DECODE_ISOLATION"]:
         # The decoders' helper processes (model/decode/isolated.py) start while the model loads, so the first
         # request pays for neither.

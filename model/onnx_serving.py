@@ -45,6 +45,7 @@ def onnx_forward(model_dir: Path, metadata: dict, threads: int | None) -> Callab
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for damaged files
@@ -57,7 +58,14 @@ def onnx_forward(model_dir: Path, metadata: dict, threads: int | None) -> Callab
         )
     name = session.get_inputs()[0].name
 
+    # onnxruntime's arena keeps the activations of the largest batch it has run for good (a loop's chunk of
+    # frames: hundreds of MB per worker). Runs of more than one frame and its mirror give that memory back when
+    # they end; a single frame keeps the arena, which makes it faster than plain allocation (docs/performance.md).
+    shrink = ort.RunOptions()
+    shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
     def forward(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0][..., 0]
+        run_options = shrink if len(x) > 2 else None
+        return session.run(None, {name: np.ascontiguousarray(x, np.float32)}, run_options)[0][..., 0]
 
     return forward

@@ -12,7 +12,7 @@ predictions, so with the same files a served mask is exactly the evaluated one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +36,7 @@ Forward = Callable[[np.ndarray], np.ndarray]
 
 #: Most frames per compiled call, bounding memory for long batches and cine loops. Results do not depend on
 #: it: a frame's output is bitwise the same alone or in a batch (tested).
-CHUNK = 32
+CHUNK = 16
 #: "auto": onnxruntime when `unet.onnx` is usable, else Keras; the other two insist on one.
 RUNTIMES = ("auto", "onnxruntime", "keras")
 
@@ -157,35 +157,44 @@ class Segmenter:
     def predict_many(self, grays: list[np.ndarray], threshold: float | None = None) -> list[Prediction]:
         """Grayscale [0, 1] images of any sizes -> one Prediction each, at each image's own size."""
         plain, mirror = self.pass_maps(to_model_batch(grays, self.spec))
-        return self._postprocess_all(average(plain, mirror, self.post.tta_hflip), plain, mirror, grays, threshold)
+        return list(self._postprocessed(average(plain, mirror, self.post.tta_hflip), plain, mirror, grays, threshold))
 
     def predict_sequence(
         self, grays: list[np.ndarray], threshold: float | None = None, window: int = 1
     ) -> list[Prediction]:
+        """The frames of one cine loop, in time order -> one Prediction each (iter_sequence, collected)."""
+        return list(self.iter_sequence(grays, threshold, window))
+
+    def iter_sequence(
+        self, grays: list[np.ndarray], threshold: float | None = None, window: int = 1
+    ) -> Iterator[Prediction]:
         """The frames of one cine loop, in time order -> one Prediction each, the model-resolution probability
         maps first averaged over `window` neighbouring frames (model/cine.py); window=1 equals predict_many.
-        The quality estimate then compares the two passes smoothed alike, the map the mask was cut from."""
+        The quality estimate then compares the two passes smoothed alike, the map the mask was cut from.
+
+        The network runs on the whole loop first (smoothing needs neighbours); the full-size maps and masks
+        are then made one frame at a time, as the caller takes them, so that a caller that answers each frame
+        before taking the next never holds a long loop's full-size maps at once.
+        """
         plain, mirror = self.pass_maps(to_model_batch(grays, self.spec))
         maps = smooth_maps(average(plain, mirror, self.post.tta_hflip), window)
         if window > 1 and self.quality is not None:
             plain, mirror = smooth_maps(plain, window), smooth_maps(mirror, window)
-        return self._postprocess_all(maps, plain, mirror, grays, threshold)
+        return self._postprocessed(maps, plain, mirror, grays, threshold)
 
-    def _postprocess_all(
+    def _postprocessed(
         self,
         maps: np.ndarray,
         plain: np.ndarray,
         mirror: np.ndarray,
         grays: list[np.ndarray],
         threshold: float | None,
-    ) -> list[Prediction]:
-        predictions = []
+    ) -> Iterator[Prediction]:
         for n, gray in enumerate(grays):
             prediction = postprocess(maps[n], gray.shape[0], gray.shape[1], self.post, threshold)
             if self.quality is not None:
                 prediction.assessment = self.quality.assess(prediction, plain[n], mirror[n])
-            predictions.append(prediction)
-        return predictions
+            yield prediction
 
     def predict(self, gray: np.ndarray, threshold: float | None = None) -> Prediction:
         return self.predict_many([gray], threshold)[0]

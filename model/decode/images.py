@@ -62,6 +62,14 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
     return ((values.astype(np.float64) - low) / (high - low)).astype(np.float32)
 
 
+#: Pixels converted at once when collapsing integer RGB: bounds the transient float copies.
+LUMINANCE_BLOCK_PIXELS = 1 << 20
+
+
+def _rgb_luminance(rgb: np.ndarray) -> np.ndarray:
+    return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+
+
 def luminance(array: np.ndarray) -> np.ndarray:
     """Collapse colour channels with the ITU-R 601 weights Pillow uses for 'L' conversion."""
     if array.ndim == 2:
@@ -69,8 +77,15 @@ def luminance(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] in (1, 2):  # gray or gray+alpha
         return array[..., 0]
     if array.ndim == 3 and array.shape[2] in (3, 4):  # RGB or RGBA: alpha carries no anatomy
-        rgb = to_unit_float(array[..., :3])
-        return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+        if not np.issubdtype(array.dtype, np.integer):  # float scaling needs the whole image's range
+            return _rgb_luminance(to_unit_float(array[..., :3]))
+        # Integer samples scale by their type's range alone, so blocks of rows give the same values as the
+        # whole image at once, without its float64 copy (24 bytes a pixel for a maximal RGB image).
+        gray = np.empty(array.shape[:2], np.float32)
+        rows = max(1, LUMINANCE_BLOCK_PIXELS // array.shape[1])
+        for top in range(0, array.shape[0], rows):
+            gray[top : top + rows] = _rgb_luminance(to_unit_float(array[top : top + rows, :, :3]))
+        return gray
     raise UnsupportedImageError(f"unsupported sample layout {array.shape}")
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from model.errors import ImageError, ImageTooLargeError, UnreadableImageError
+from model.memory import return_large_buffers_to_the_system
 
 #: Address space a helper may take beyond what it holds after start-up: room for a loop of frames at the
 #: default limits plus the decoders' own buffers (docs/reliability.md, "Decoding").
@@ -66,6 +67,7 @@ def _decode(job: _Job) -> list[np.ndarray]:
 
 def _serve(conn: Connection, memory_bytes: int) -> None:
     """A helper's loop: one job in, its frames (or its error) out, until the pipe closes."""
+    return_large_buffers_to_the_system()
     if os.path.exists("/proc/self/statm"):
         _cap_address_space(memory_bytes)
     while True:
@@ -87,6 +89,7 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
         conn.send([frame.shape for frame in frames])
         for frame in frames:
             conn.send_bytes(memoryview(frame).cast("B"))
+        del job, frames  # an idle helper holds nothing of the last file
 
 
 class _Helper:

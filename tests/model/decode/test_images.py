@@ -137,3 +137,18 @@ def test_read_image_names_the_file(tmp_path):
         read_image(bad)
     with pytest.raises(UnreadableImageError, match="missing.tif"):
         read_image(tmp_path / "missing.tif")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_rgb_luminance_in_blocks_of_rows_equals_the_whole_image_at_once(monkeypatch, dtype):
+    """Integer RGB is collapsed in blocks of rows to bound memory; the grey values must not change."""
+    from model.decode import images
+
+    rgb = np.random.default_rng(3).integers(0, np.iinfo(dtype).max, size=(97, 61, 3), dtype=dtype)
+    whole = images.luminance(rgb)
+    monkeypatch.setattr(images, "LUMINANCE_BLOCK_PIXELS", 61 * 5)  # 20 blocks, the last one short
+    np.testing.assert_array_equal(images.luminance(rgb), whole)
+    expected = (rgb.astype(np.float64) / np.iinfo(dtype).max).astype(np.float32) @ np.array(
+        [0.299, 0.587, 0.114], np.float32
+    )
+    np.testing.assert_array_equal(whole, expected.astype(np.float32))
