@@ -1,7 +1,8 @@
 """Hypothesis strategies for fuzzing: valid images of every accepted kind, damaged a few times, and raw bytes.
 
 Shared by the decoder fuzz test (tests/model/decode/test_fuzz_decoder.py) and the /predict one
-(tests/app/test_fuzz_predict.py).
+(tests/app/test_fuzz_predict.py); the structure-aware strategies (tests/fuzzing_structures.py) damage their
+files with `damage` too.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ SEEDS = [
 ]
 
 
-@st.composite
-def mutated_images(draw) -> bytes:
-    """A valid image of one accepted kind, then damaged a few times (or left intact)."""
-    data = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(0, 4))):
+def damage(draw: st.DrawFn, data: bytes, max_actions: int = 4) -> bytes:
+    """`data` damaged up to `max_actions` times: truncated, overwritten, bytes inserted or deleted, or its head
+    spliced on another seed's body (or left intact)."""
+    data = bytearray(data)
+    for _ in range(draw(st.integers(0, max_actions))):
         position = draw(st.integers(0, max(0, len(data) - 1)))
         action = draw(st.sampled_from(["truncate", "overwrite", "insert", "delete", "splice"]))
         if action == "truncate":
@@ -58,6 +59,12 @@ def mutated_images(draw) -> bytes:
             other = draw(st.sampled_from(SEEDS))
             data = data[:position] + bytearray(other[position:])
     return bytes(data)
+
+
+@st.composite
+def mutated_images(draw: st.DrawFn) -> bytes:
+    """A valid image of one accepted kind, then damaged a few times (or left intact)."""
+    return damage(draw, draw(st.sampled_from(SEEDS)))
 
 
 #: What the fuzz tests feed in: mostly damaged real images (they reach deep into the decoders), some noise.
