@@ -7,6 +7,7 @@ A cine loop (`analyse_loop`) answers each frame with the very fields a single fr
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
@@ -19,8 +20,11 @@ from app.errors import ApiError, error_body
 from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
 from model.cine import LoopBudget
+from model.decode.dicom import dicom_header
+from model.decode.formats import sniff
 from model.decode.frames import decode_all, decode_first
 from model.decode.isolated import DecodeTimeout, decode_pool
+from model.dicom_seg import encode_segmentation
 from model.errors import ImageError
 from model.postprocessing import Prediction, outer_contours
 from model.rle import rle_encode
@@ -155,8 +159,30 @@ def _result(
     return result
 
 
+def dicom_source(data: bytes, limits: Limits):
+    """The upload's DICOM header, for include=dicom_seg; refused for any other kind of file."""
+    found = sniff(data)
+    if found is None or found.name != "DICOM":
+        raise ApiError("invalid_parameter", "include=dicom_seg needs a DICOM upload (it references its source)")
+    if limits.decode_memory_bytes is None:
+        return dicom_header(data)
+    try:
+        return decode_pool(limits.decode_memory_bytes).dicom_header(data, timeout=limits.deadline.remaining())
+    except DecodeTimeout:
+        raise limits.deadline.exceeded("while reading the DICOM header") from None
+
+
+def add_dicom_seg(answer: dict, segmenter: Segmenter, source, masks: list[np.ndarray], budget: ResponseBudget):
+    """Add the DICOM SEG of `masks` (one per source frame) to an answer, charged to its size budget."""
+    info = segmenter.info
+    encoded = base64.b64encode(encode_segmentation(source, masks, info["name"], info["version"])).decode("ascii")
+    budget.charge({"dicom_seg": encoded})
+    answer["dicom_seg"] = encoded
+
+
 def analyse(segmenter: Segmenter, data: bytes, options: Options, limits: Limits) -> dict:
     """One image; ImageError, and ApiError when the deadline passes between stages, propagate."""
+    source = dicom_source(data, limits) if "dicom_seg" in options.include else None
     limits.deadline.check("decoding")
     start = perf_counter()
     [gray] = decode_frames(data, limits, all_frames=False)
@@ -165,7 +191,10 @@ def analyse(segmenter: Segmenter, data: bytes, options: Options, limits: Limits)
     prediction = segmenter.predict(gray, options.threshold)
     inferred = perf_counter()
     answer = ResponseBudget(limits.max_response_bytes)
-    return _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, limits, answer)
+    result = _result(segmenter, prediction, gray, options.include, decoded - start, inferred - decoded, limits, answer)
+    if source is not None:
+        add_dicom_seg(result, segmenter, source, [prediction.mask], answer)
+    return result
 
 
 def _decoded(blobs: list[bytes], limits: Limits, results: list) -> Iterator[tuple[int, np.ndarray, float]]:
@@ -193,6 +222,10 @@ def analyse_batch(segmenter: Segmenter, blobs: list[bytes], options: Options, li
     prediction is bitwise the same alone or in a group (model/segmenter.py), and in a group `infer` is the
     group's model time shared evenly among its images.
     """
+    if "dicom_seg" in options.include:
+        raise ApiError(
+            "invalid_parameter", "include=dicom_seg is answered by /predict (one DICOM, or a loop with frames=all)"
+        )
     max_pixels, answer = limits.max_pixels, ResponseBudget(limits.max_response_bytes)
     results: list = [None] * len(blobs)
     group: list[tuple[int, np.ndarray, float]] = []
@@ -223,6 +256,7 @@ def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, limits: Li
     the loop's decode and model time shared evenly. ImageError (including too_many_frames, over
     `limits.max_frames`) propagates.
     """
+    source = dicom_source(data, limits) if "dicom_seg" in options.include else None
     start = perf_counter()
     limits.deadline.check("decoding")
     grays = decode_frames(data, limits, all_frames=True)
@@ -235,14 +269,14 @@ def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, limits: Li
     # Each frame is answered before the next is post-processed, so a long loop's full-size maps are never
     # all held at once. A frame's `infer` is the network's time shared evenly; post-processing shows in the
     # loop's own `total`.
-    frames = [
-        {
-            "frame": index,
-            **_result(segmenter, prediction, gray, options.include, decode_each, infer_each, limits, answer),
-        }
-        for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True))
-    ]
-    return {
+    masks = []  # kept only for the loop's DICOM SEG (a byte a pixel, far less than the maps)
+    frames = []
+    for index, (prediction, gray) in enumerate(zip(predictions, grays, strict=True)):
+        result = _result(segmenter, prediction, gray, options.include, decode_each, infer_each, limits, answer)
+        frames.append({"frame": index, **result})
+        if source is not None:
+            masks.append(prediction.mask)
+    loop = {
         "frame_count": len(frames),
         "smoothing_window": window,
         "frames": frames,
@@ -252,3 +286,6 @@ def analyse_loop(segmenter: Segmenter, data: bytes, options: Options, limits: Li
             "total": _ms(perf_counter() - start),
         },
     }
+    if source is not None:
+        add_dicom_seg(loop, segmenter, source, masks, answer)
+    return loop

@@ -13,7 +13,9 @@ from model.cine import MAX_WINDOW, check_window
 
 #: Fields a client may ask for. `image_png` (the input as an 8-bit PNG) lets the page show a TIFF, which
 #: browsers cannot display; it is an addition to the original contract and never sent by default.
-OPTIONAL_FIELDS = ("mask_png", "overlay_png", "probability_png", "rle", "contours", "image_png")
+#: `dicom_seg` (a DICOM Segmentation object of a DICOM upload, for a single frame or a whole loop) is made once
+#: per request, not per frame (app/inference.py).
+OPTIONAL_FIELDS = ("mask_png", "overlay_png", "probability_png", "rle", "contours", "image_png", "dicom_seg")
 DEFAULT_INCLUDE = frozenset({"mask_png", "rle"})
 
 

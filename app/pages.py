@@ -20,7 +20,7 @@ from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse, request_limits
 from app.model_service import current_service, get_segmenter
 from app.options import Options, parse_threshold
-from model.decode.formats import ACCEPT_ATTRIBUTE
+from model.decode.formats import ACCEPT_ATTRIBUTE, sniff
 from model.errors import ImageError
 
 bp = Blueprint("pages", __name__)
@@ -79,9 +79,12 @@ def index():
     if not form.validate_on_submit():
         messages = [message for errors in form.errors.values() for message in errors]
         return _page(form, error=" ".join(messages), status=400)
-    options = Options(threshold=parse_threshold(form.threshold.data), include=PAGE_INCLUDE)
+    data = form.image.data.read()
+    dicom = (found := sniff(data)) is not None and found.name == "DICOM"
+    include = PAGE_INCLUDE | {"dicom_seg"} if dicom else PAGE_INCLUDE  # a DICOM also gets its SEG to download
+    options = Options(threshold=parse_threshold(form.threshold.data), include=include)
     try:
-        result = analyse(get_segmenter(), form.image.data.read(), options, request_limits())
+        result = analyse(get_segmenter(), data, options, request_limits())
     except (ApiError, ImageError) as exc:
         return _page(form, error=exc.message, status=status_of(exc.code))
     return _page(form, result=result)

@@ -58,15 +58,25 @@
     }
   }
 
-  function pngUrl(base64) {
+  function blobUrl(base64, type) {
     const binary = atob(base64);
     const bytes = new Uint8Array(binary.length);
     for (let i = 0; i < binary.length; i += 1) {
       bytes[i] = binary.charCodeAt(i);
     }
-    const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    const url = URL.createObjectURL(new Blob([bytes], { type }));
     blobUrls.push(url);
     return url;
+  }
+
+  function pngUrl(base64) {
+    return blobUrl(base64, "image/png");
+  }
+
+  // A DICOM Part 10 file has "DICM" after its 128-byte preamble; for one, the page also asks for a DICOM SEG.
+  async function isDicom(file) {
+    const magic = new Uint8Array(await file.slice(128, 132).arrayBuffer());
+    return String.fromCharCode(...magic) === "DICM";
   }
 
   function loadImage(url) {
@@ -259,6 +269,9 @@
     cutSlider.value = String(serverCut);
     serverCut = Number(cutSlider.value); // the range input's own rounding of the value
     frameSlider.max = String(frames.length - 1);
+    const segLink = byId("download-seg");
+    segLink.hidden = !payload.dicom_seg; // one SEG for the whole answer (every frame of a loop)
+    segLink.href = payload.dicom_seg ? blobUrl(payload.dicom_seg, "application/dicom") : "#";
     buildStrip();
     player.hidden = frames.length < 2;
     show(0);
@@ -308,7 +321,8 @@
     if (byId("all-frames").checked) {
       body.append("frames", "all");
     }
-    body.append("include", form.dataset.include);
+    const dicom = await isDicom(input.files[0]);
+    body.append("include", dicom ? `${form.dataset.include},dicom_seg` : form.dataset.include);
     setBusy(true);
     try {
       let { response, payload } = await post(body);

@@ -43,6 +43,10 @@ def _dataset(multi: bool, syntax=ExplicitVRLittleEndian) -> Dataset:
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "US"
     ds.PatientName = "Test^Phantom"
+    # The identity a DICOM SEG made from it must carry and reference (model/dicom_seg.py).
+    ds.PatientID = "PHANTOM-1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "1", "20261205", "120000", "A1"
     return ds
 
 

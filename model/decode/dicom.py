@@ -1,12 +1,13 @@
 """DICOM ultrasound (single- and multi-frame) decoded from memory with pydicom.
 
 Scanners export DICOM, not TIFF. The file is parsed from the uploaded bytes (nothing is written anywhere)
-and only the pixel module is used: no tag is copied into a result, so no patient data can leak through
-one. The frame size and count come from the header and are checked before any pixel is decoded, and a
-compressed frame's own header must agree with them: a JPEG inside a DICOM is decoded at the JPEG's size,
-whatever Rows and Columns say. Pixel
-data that pydicom cannot decode with what is installed (e.g. JPEG Lossless or JPEG-LS, which need gdcm or
-pylibjpeg plug-ins) is refused with a message naming the transfer syntax, before decoding is tried.
+and only the pixel module is used for masks: no tag is copied into their results, so no patient data can leak
+through one. The one exception is the DICOM SEG output, which must belong to its source's study: for it,
+`dicom_header` gives the header without pixels (model/dicom_seg.py says which attributes reach the SEG).
+The frame size and count come from the header and are checked before any pixel is decoded, and a compressed
+frame's own header must agree with them: a JPEG inside a DICOM is decoded at the JPEG's size, whatever Rows
+and Columns say. Pixel data that pydicom cannot decode with what is installed (e.g. JPEG Lossless, which needs
+gdcm or pylibjpeg plug-ins) is refused with a message naming the transfer syntax, before decoding is tried.
 """
 
 from __future__ import annotations
@@ -38,11 +39,23 @@ def _dataset(data: bytes) -> pydicom.Dataset:
     return ds
 
 
+def dicom_header(data: bytes) -> pydicom.Dataset:
+    """The file's header (every element but the pixel data), for outputs that must reference their source."""
+    if not (data[128:132] == b"DICM"):
+        raise UnsupportedImageError("not a DICOM file")
+    try:
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except Exception:  # pydicom raises many types for damaged files
+        raise UnreadableImageError("DICOM header could not be read: it is damaged") from None
+    return pydicom.Dataset(header)  # a plain dataset: no file object to carry across processes
+
+
 def _frame_count(ds: pydicom.Dataset) -> int:
+    # pydicom converts an element when it is first read, so a damaged one raises here, in many types.
     try:
         return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
-    except (TypeError, ValueError):
-        raise UnreadableImageError(f"DICOM Number of Frames {ds.NumberOfFrames!r} is not a number") from None
+    except Exception:
+        raise UnreadableImageError("DICOM Number of Frames is not a number") from None
 
 
 def _check_decodable(ds: pydicom.Dataset) -> None:
@@ -103,7 +116,7 @@ def dicom_frames(data: bytes, *, max_pixels: int, max_frames: int | None = None)
     ds = _dataset(data)
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError):
+    except Exception:  # missing, not a number, or an element pydicom cannot convert (a damaged VR)
         raise UnreadableImageError("DICOM file has no valid Rows / Columns") from None
     check_size(columns, rows, max_pixels)
     count = _frame_count(ds)

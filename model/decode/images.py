@@ -161,7 +161,11 @@ def iter_frames(data: bytes, *, budget: LoopBudget, accepted: str = IMAGES_ACCEP
     before it is decoded (a header's frame count and first size bound nothing); a refusal names `accepted`."""
     image = _open(data, budget.max_pixels, accepted)
     with image:
-        budget.check_declared(getattr(image, "n_frames", 1), image.width * image.height)
+        try:
+            declared = getattr(image, "n_frames", 1)  # Pillow reads every page's directory to count them
+        except Exception:  # a damaged later page: Pillow raises TypeError, SyntaxError, KeyError, ValueError
+            raise UnreadableImageError("a later page of the file is damaged") from None
+        budget.check_declared(declared, image.width * image.height)
         index = 0
         while True:
             if index:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import numpy as np
+import pydicom
 from PIL import Image
 
 from model.errors import ImageError, ImageTooLargeError, UnreadableImageError
@@ -48,6 +49,8 @@ class _Job:
     max_pixels: int
     #: None: the first frame only (decode_first); else every frame, at most this many (decode_all).
     max_frames: int | None
+    #: The DICOM header instead of frames (model/decode/dicom.py dicom_header).
+    header: bool = False
 
 
 def _cap_address_space(extra_bytes: int) -> None:
@@ -76,6 +79,11 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
         except EOFError:
             return
         try:
+            if job.header:
+                from model.decode.dicom import dicom_header
+
+                conn.send(dicom_header(job.data))
+                continue
             frames = [np.ascontiguousarray(frame, dtype=np.float32) for frame in _decode(job)]
         except ImageError as exc:
             conn.send(exc)
@@ -106,11 +114,14 @@ class _Helper:
             raise DecodeTimeout()
         return self.conn.recv()
 
-    def decode(self, job: _Job, timeout: float | None) -> list[np.ndarray]:
+    def run(self, job: _Job, timeout: float | None) -> object:
+        """The job's answer: a DICOM header, or the frames (their shapes first, then each one's buffer)."""
         self.conn.send(job)
         answer = self._receive(timeout)
         if isinstance(answer, ImageError):
             raise answer
+        if job.header:
+            return answer
         frames = []
         for shape in answer:
             frame = np.empty(shape, np.float32)
@@ -160,9 +171,16 @@ class DecodePool:
         """decode_first (`max_frames` None) or decode_all in a helper, in at most `timeout` seconds (None: no
         bound). Raises the decoder's ImageError, DecodeTimeout past the time, or UnreadableImageError when the
         helper died on the file (a crash in a decoder stops only the helper)."""
+        return self._run(_Job(data, max_pixels, max_frames), timeout)
+
+    def dicom_header(self, data: bytes, *, timeout: float | None) -> pydicom.Dataset:
+        """model/decode/dicom.py's dicom_header in a helper, bounded and contained as `decode` is."""
+        return self._run(_Job(data, 0, None, header=True), timeout)
+
+    def _run(self, job: _Job, timeout: float | None):
         helper = self._borrow()
         try:
-            frames = helper.decode(_Job(data, max_pixels, max_frames), timeout)
+            answer = helper.run(job, timeout)
         except ImageError:
             self._give_back(helper)  # a refusal leaves the helper as good as new
             raise
@@ -176,7 +194,7 @@ class DecodePool:
             helper.stop()
             raise
         self._give_back(helper)
-        return frames
+        return answer
 
 
 _pools: dict[tuple[int, int], DecodePool] = {}

@@ -237,3 +237,29 @@ def test_cine_loop_plays_with_a_presence_strip(app, chromium, base_url):
     page.screenshot(path=str(ARTIFACTS / "browser-cine.png"), full_page=True)
     assert not problems, problems
     page.close()
+
+
+def test_a_dicom_upload_offers_its_dicom_seg_and_a_tiff_does_not(chromium, base_url, upload):
+    import pydicom
+
+    from tests.media import dicom_bytes
+
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(base_url)
+    page.set_input_files("#image", upload)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+    assert page.is_hidden("#download-seg"), "a TIFF has no study to belong to"
+
+    dicom = {"name": "study.dcm", "mimeType": "application/dicom", "buffer": dicom_bytes(phantom(420, 580))}
+    page.set_input_files("#image", dicom)
+    page.fill("#threshold", THRESHOLD)
+    page.click("#submit")
+    page.wait_for_selector("#download-seg", state="visible", timeout=30_000)
+    with page.expect_download() as download:
+        page.click("#download-seg")
+    seg = pydicom.dcmread(download.value.path())
+    source = pydicom.dcmread(io.BytesIO(dicom["buffer"]))
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.pixel_array.astype(bool).any(), "the SEG holds the outline the page drew"
+    page.close()

@@ -92,9 +92,6 @@ def test_decoder_returns_an_image_or_an_image_error(data: bytes):
 _QUIET = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.mark.xfail(
-    raises=TypeError, strict=True, reason="Pillow's n_frames escapes decode_all (TIFF_LATER_PAGE_WITHOUT_WIDTH)"
-)
 @_QUIET
 @_examples(500)
 @given(data=tiff_directories())
@@ -109,9 +106,6 @@ def test_apng_sequences_decode_or_are_refused(data: bytes):
     _first_and_all(data)
 
 
-@pytest.mark.xfail(
-    raises=NotImplementedError, strict=True, reason="pydicom's lazy conversion escapes (DICOM_COLUMNS_WITH_UNKNOWN_VR)"
-)
 @_QUIET
 @_examples(600)
 @given(data=dicom_elements())
