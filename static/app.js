@@ -185,9 +185,30 @@
     canvas.dataset.frame = String(current);
   }
 
+  // Three verdicts: an answer the model itself rates unreliable is never shown as a plain finding.
+  function verdictOf(result) {
+    if (result.reliable === false) {
+      return { text: "Uncertain: do not rely on this outline", kind: "uncertain" };
+    }
+    return result.nerve_present ? { text: "Nerve found", kind: "present" } : { text: "No nerve found", kind: "absent" };
+  }
+
+  function confidenceOf(result) {
+    if (typeof result.expected_dice !== "number") {
+      return "This model gives no confidence estimate: judge the outline yourself";
+    }
+    return `Confidence: expected Dice ${result.expected_dice.toFixed(2)}, the model's own estimate of how closely `
+      + "this answer matches an expert's outline (1 = exactly; for \"no nerve found\", the chance that none is "
+      + "in view)";
+  }
+
   function showFigures(result) {
-    byId("decision").textContent = result.nerve_present ? "Nerve found" : "No nerve found";
-    byId("decision").classList.toggle("present", result.nerve_present);
+    const verdict = verdictOf(result);
+    const decision = byId("decision");
+    decision.textContent = verdict.text;
+    decision.classList.toggle("present", verdict.kind === "present");
+    decision.classList.toggle("uncertain", verdict.kind === "uncertain");
+    byId("confidence").textContent = confidenceOf(result);
     byId("probability").textContent = result.nerve_probability.toFixed(3);
     byId("area").textContent = `${result.mask_area_px} px`;
     byId("bbox").textContent = result.bbox ? result.bbox.join(", ") : "none";
@@ -230,8 +251,9 @@
   function buildStrip() {
     strip.replaceChildren(...frames.map((frame, i) => {
       const cell = document.createElement("li");
-      cell.className = frame.result.nerve_present ? "present" : "absent";
-      cell.title = `Frame ${i + 1}: ${frame.result.nerve_present ? "nerve found" : "no nerve found"}`;
+      const verdict = verdictOf(frame.result);
+      cell.className = verdict.kind; // the strip marks unreliable frames apart from found and not found
+      cell.title = `Frame ${i + 1}: ${verdict.text.toLowerCase()}`;
       cell.tabIndex = 0;
       cell.dataset.frame = String(i);
       return cell;

@@ -263,3 +263,51 @@ def test_a_dicom_upload_offers_its_dicom_seg_and_a_tiff_does_not(chromium, base_
     assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
     assert seg.pixel_array.astype(bool).any(), "the SEG holds the outline the page drew"
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("quality", "verdict", "confidence"),
+    [
+        ({"reliable": False, "expected_dice": 0.31}, "Uncertain: do not rely on this outline", "expected Dice 0.31"),
+        ({"reliable": True, "expected_dice": 0.88}, "Nerve found", "expected Dice 0.88"),
+        ({}, "Nerve found", "no confidence estimate"),
+    ],
+    ids=["unreliable", "reliable", "no_estimator"],
+)
+def test_the_page_gives_three_verdicts_and_says_what_each_number_means(
+    chromium, base_url, upload, quality, verdict, confidence
+):
+    """The answer's quality fields are set in flight (the test model has no estimator): an unreliable answer is
+    never shown as a plain finding, and a loop's strip marks its unreliable frames."""
+    import json
+
+    def with_quality(route):
+        body = route.fetch().json()
+        for result in body.get("frames", [body]):
+            result.update(quality)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    page.route("**/page/predict", with_quality)
+    page.goto(base_url)
+    page.set_input_files("#image", upload)
+    page.fill("#threshold", THRESHOLD)
+    page.click("#submit")
+    page.wait_for_selector("#overlay-canvas[data-drawn='true']", state="visible", timeout=30_000)
+    assert page.inner_text("#decision") == verdict
+    assert confidence in page.inner_text("#confidence")
+    assert "Peak pixel probability" in page.inner_text("dl.figures")
+    assert "not a confidence" in page.inner_text("#result")
+
+    from tests.media import loop, multipage_tiff_bytes
+
+    page.set_input_files(
+        "#image", {"name": "loop.tif", "mimeType": "image/tiff", "buffer": multipage_tiff_bytes(loop(3))}
+    )
+    page.check("#all-frames")
+    page.click("#submit")
+    page.wait_for_selector("#presence-strip li", timeout=30_000)
+    kinds = page.eval_on_selector_all("#presence-strip li", "cells => cells.map(c => c.className.split(' ')[0])")
+    expected = "uncertain" if quality.get("reliable") is False else None
+    assert len(kinds) == 3 and (expected is None or set(kinds) == {expected}), kinds
+    page.close()
