@@ -8,6 +8,8 @@
 #   make bench      every benchmark script in benchmarks/
 #   make lint       ruff check, ruff format --check, and hadolint on the Dockerfile
 #   make audit      pip-audit over the pinned requirements (needs PyPI; fails on unreviewed vulnerabilities)
+#   make image      build the serving image nerve-seg:<model version>-<git short sha> with podman (docs/deploy.md)
+#   make image-test build it, run it and check it from outside against the host's own run (tests/deploy/test_image.py)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,7 +28,15 @@ RUN ?= runs/train
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help venv run onnx test train evaluate bench lint audit chromium nginx clean
+# The image's tag names what it serves and what it was built from: <model version>-<git short sha>, with -dirty when
+# the working tree differs from that commit (then the sha does not say what is inside). Read once per make run, so
+# that image-test tests the tag image just built even if the tree changes meanwhile.
+IMAGE_NAME ?= nerve-seg
+MODEL_VERSION := $(shell $(PYTHON) -c 'import json; print(json.load(open("model/metadata.json"))["version"])')
+GIT_SHA := $(or $(shell git rev-parse --short HEAD 2>/dev/null),unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+IMAGE ?= $(IMAGE_NAME):$(MODEL_VERSION)-$(GIT_SHA)
+
+.PHONY: help venv run onnx test train evaluate bench lint audit chromium nginx image image-test clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -90,6 +100,18 @@ lint: venv
 # Known vulnerabilities in the pins; reviewed exceptions in .ci/audit-ignore.txt (docs/reliability.md).
 audit: venv
 	$(PY) .ci/audit.py
+
+# podman, as these machines have no Docker engine (as root, bash ../shared/tools/container-base.sh installs it and a
+# stand-in base image where no registry is reachable). --format docker keeps the HEALTHCHECK, which OCI drops.
+image:
+	@command -v podman >/dev/null || { echo "make image: podman is not installed (as root: bash ../shared/tools/container-base.sh)" >&2; exit 1; }
+	podman build --format docker --network host \
+		--label org.opencontainers.image.version=$(MODEL_VERSION) --label org.opencontainers.image.revision=$(GIT_SHA) \
+		-t $(IMAGE) -t $(IMAGE_NAME):latest .
+
+# The image run as a host runs it, checked against the host's own run of the same entry command (nginx needed here).
+image-test: image venv nginx
+	NERVE_IMAGE=$(IMAGE) $(PY) -m pytest -v -s tests/deploy/test_image.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
