@@ -13,11 +13,17 @@ TensorFlow, limited to its share of the cores (one each on 2 cores: this nearly 
 TensorFlow's default of every core per process). Neither runtime survives fork() reliably, so the app is
 never preloaded in the master: each worker loads the model after it is forked (tests/app/test_gunicorn.py
 checks the master stays free of TensorFlow).
+
+Metrics (app/metrics.py) are kept per worker in PROMETHEUS_MULTIPROC_DIR and summed at each scrape; the hooks
+at the end prepare that directory and tell the client when a worker has died.
 """
 
 import logging
 import os
 import secrets
+import shutil
+import tempfile
+from pathlib import Path
 
 # deploy/serve.py overrides this with --bind unix:...; nginx then listens on $PORT.
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -52,3 +58,34 @@ if not os.environ.get("NERVE_SECRET_KEY"):
         "NERVE_SECRET_KEY is not set: using a random key shared by this server's workers; page forms stop "
         "working across a restart. Set it in production."
     )
+
+
+# Prometheus' multiprocess mode (app/metrics.py): each worker writes its values to files in this directory,
+# and a scrape sums them. The directory must be set before a worker imports prometheus_client, and must start
+# empty: files left by an earlier server would be summed in as if its workers were still here.
+
+
+def on_starting(server) -> None:
+    """Once, in the master before any worker: deploy/serve.py gives a fresh private directory, an operator may
+    give one; without either (tests, gunicorn run alone) make one, removed again at exit."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    server.own_metrics_dir = None if given else tempfile.mkdtemp(prefix="nerve-metrics-", dir=worker_tmp_dir)
+    path = Path(given or server.own_metrics_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker's live gauges (its readiness, the model it served) leave the sums; its counters stay."""
+    # Imported here, never at the top: the master must not import prometheus_client before on_starting has set
+    # the directory, or the workers it forks would inherit a client that keeps values in memory only.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if server.own_metrics_dir:
+        shutil.rmtree(server.own_metrics_dir, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 `create_app()` is the factory gunicorn calls in each worker after the fork (TensorFlow does not survive a
 fork, so gunicorn.conf.py never preloads): it reads the environment (app/config.py), checks and loads the
-model once, and wires the page, page-endpoint and API blueprints, CSRF, security headers, JSON errors and the
-per-request time budget (app/deadline.py).
+model once, and wires the page, page-endpoint and API blueprints, CSRF, security headers, JSON errors, the
+per-request time budget (app/deadline.py), request ids (app/request_ids.py), and the metrics and access log
+(app/metrics.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app import api, live, model_service, page_api, pages
+from app import api, live, metrics, model_service, page_api, pages, request_ids
 from app.config import settings_from_env
 from app.deadline import start_request_deadline
 from app.errors import register_json_errors
@@ -26,7 +27,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep fields in the documented order
-    app.config.update(settings_from_env())
+    app.config.update(settings_from_env(), **metrics.settings_from_env())
     app.config.update(SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(config_overrides or {})
     # The session cookie also carries the pages' CSRF tokens (flask-wtf keeps them in the session).
@@ -42,6 +43,9 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         )
 
     model_service.init_app(app)
+    # Before CSRFProtect, whose before_request check may refuse the request: it is then timed and logged too.
+    metrics.init_app(app)
+    request_ids.init_app(app)
 
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.errors import error_response
 from app.inference import analyse, analyse_batch, analyse_loop, request_limits
+from app.metrics import note_answers
 from app.model_service import current_service, get_segmenter
 from app.openapi import openapi_spec
 from app.options import request_options
@@ -78,8 +79,12 @@ def answer_predict() -> Response:
     data = single_image(request)
     if options.all_frames:
         window = options.smoothing or current_app.config["CINE_SMOOTHING"]
-        return jsonify(analyse_loop(segmenter, data, options, request_limits(), window))
-    return jsonify(analyse(segmenter, data, options, request_limits()))
+        loop = analyse_loop(segmenter, data, options, request_limits(), window)
+        note_answers("loop", loop["frames"])
+        return jsonify(loop)
+    result = analyse(segmenter, data, options, request_limits())
+    note_answers("single", [result])
+    return jsonify(result)
 
 
 @bp.post("/predict")
@@ -94,4 +99,6 @@ def predict_batch():
     segmenter = get_segmenter()
     options = request_options(request)
     blobs = batch_images(request, current_app.config["MAX_BATCH"])
-    return jsonify(results=analyse_batch(segmenter, blobs, options, request_limits()))
+    results = analyse_batch(segmenter, blobs, options, request_limits())
+    note_answers("batch", results)
+    return jsonify(results=results)

@@ -1,19 +1,22 @@
-"""One error shape for every failure: `{"error": {"code", "message"}}`, never an HTML page or a traceback.
+"""One error shape for every failure: `{"error": {"code", "message", "request_id"}}`, never an HTML page or a
+traceback.
 
 Codes are stable snake_case strings that clients branch on; messages are for people. `ERRORS` is the one
 place a code gets its HTTP status: model/ raises errors that carry only a code and a message
 (model/errors.py), the app's own refusals name a code (ApiError), and both are answered with the status this
 table gives. The OpenAPI error lists are generated from it, and tests/app/test_errors.py checks docs/api.md's
-table and every code model/ can raise against it.
+table and every code model/ can raise against it. Every error body carries the request's id (app/request_ids.py),
+so that a client reporting an error hands over what finds it in the log.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, has_request_context, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.request_ids import request_id
 from model.errors import ImageError
 
 
@@ -91,7 +94,11 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+    """The error object; with the request's id when there is a request (the CLI and direct calls have none)."""
+    error = {"code": code, "message": message}
+    if has_request_context():
+        error["request_id"] = request_id()
+    return {"error": error}
 
 
 def error_response(code: str, message: str, status: int | None = None) -> tuple[Response, int]:

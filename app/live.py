@@ -15,6 +15,7 @@ from flask import jsonify, render_template, request
 from app.errors import ApiError
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse, request_limits
+from app.metrics import note_answers
 from app.model_service import current_service, get_segmenter
 from app.options import request_options
 from app.page_api import fresh_csrf_token, page_blueprint
@@ -42,4 +43,6 @@ def predict():
     if options.all_frames:
         raise ApiError("invalid_parameter", "the live endpoint answers one frame per request; drop 'frames'")
     data = single_image(request)
-    return jsonify(analyse(get_segmenter(), data, options, request_limits()))
+    result = analyse(get_segmenter(), data, options, request_limits())
+    note_answers("single", [result])
+    return jsonify(result)

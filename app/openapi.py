@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from app.errors import ERRORS, codes_with_status
 from app.options import DEFAULT_INCLUDE, OPTIONAL_FIELDS
+from app.request_ids import VALID as VALID_REQUEST_ID
 from app.uploads import RAW_BODY_TYPES
 from model.cine import LOOP_PIXEL_FACTOR, MAX_WINDOW
 from model.decode.formats import ACCEPTED
 
+REQUEST_ID_PATTERN = f"^{VALID_REQUEST_ID.pattern}$"
 PNG_BASE64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
 
 SCHEMAS = {
@@ -23,7 +25,7 @@ SCHEMAS = {
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message"],
+                "required": ["code", "message", "request_id"],
                 "additionalProperties": False,
                 "properties": {
                     "code": {
@@ -32,6 +34,12 @@ SCHEMAS = {
                         "description": "Stable snake_case code for programs to branch on.",
                     },
                     "message": {"type": "string", "description": "Explanation for people; wording may change."},
+                    "request_id": {
+                        "type": "string",
+                        "pattern": REQUEST_ID_PATTERN,
+                        "description": "The request's id, as in the X-Request-ID response header: the client's own "
+                        "X-Request-ID when it was valid, else one the service made. Quote it when reporting an error.",
+                    },
                 },
             }
         },
@@ -306,7 +314,9 @@ def openapi_spec(config: dict) -> dict:
             "title": "Brachial plexus nerve segmentation",
             "version": "1.0.0",
             "description": "Research use only, not a medical device. Finds the brachial plexus in neck "
-            'ultrasound with a U-Net. Errors are always {"error": {"code", "message"}}.',
+            'ultrasound with a U-Net. Errors are always {"error": {"code", "message", "request_id"}}. Every '
+            "answer carries X-Request-ID: the client's own when it is 1-128 characters of [A-Za-z0-9._-], else "
+            "a new one.",
         },
         "paths": {
             "/predict": {
@@ -394,6 +404,22 @@ def openapi_spec(config: dict) -> dict:
                     "responses": {"200": _json("ModelCard", "The served model."), **_errors(503)},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over the server's workers",
+                    "description": "Prometheus text format 0.0.4: requests, latency per stage and end to end, frames "
+                    "answered by kind and reliability, upload sizes, model identity, worker readiness (docs/api.md, "
+                    "Metrics). Absent (404) with NERVE_METRICS=0.",
+                    "security": secured,
+                    "responses": {
+                        "200": {
+                            "description": "The metrics.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -407,7 +433,7 @@ def openapi_spec(config: dict) -> dict:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "Required on the predict endpoints only when NERVE_API_TOKEN is set.",
+                    "description": "Required on the predict endpoints and /metrics only when NERVE_API_TOKEN is set.",
                 }
             },
         },

@@ -7,10 +7,11 @@ gunicorn, which listens on a unix socket in a private directory that only this u
 
 This launcher renders deploy/nginx.conf.template from the environment (PORT, NERVE_MAX_UPLOAD_BYTES,
 NERVE_TIMEOUT, NERVE_HTTPS, FORWARDED_ALLOW_IPS), starts gunicorn (gunicorn.conf.py as always, bound to the
-socket) and, once the socket exists, nginx on 0.0.0.0:$PORT. It exits when either dies, stopping the other,
-so that the container host restarts the whole. SIGTERM (docker stop, Kubernetes, Cloud Run) or SIGINT stops
-in order: nginx first (it stops listening and finishes the requests in progress, for at most
-NGINX_SHUTDOWN_TIMEOUT_S), then gunicorn (its graceful_timeout), so no request already received is cut.
+socket, its workers' metrics in the private directory) and, once the socket exists, nginx on 0.0.0.0:$PORT.
+It exits when either dies, stopping the other, so that the container host restarts the whole. SIGTERM (docker
+stop, Kubernetes, Cloud Run) or SIGINT stops in order: nginx first (it stops listening and finishes the
+requests in progress, for at most NGINX_SHUTDOWN_TIMEOUT_S), then gunicorn (its graceful_timeout), so no
+request already received is cut.
 """
 
 from __future__ import annotations
@@ -180,7 +181,11 @@ def serve(environ: Mapping[str, str]) -> int:
     try:
         socket_path = runtime_dir / "gunicorn.sock"
         (runtime_dir / "nginx.conf").write_text(render_nginx_config(environ, runtime_dir))
-        children = {"gunicorn": subprocess.Popen(gunicorn_command(socket_path), cwd=ROOT, env=dict(environ))}
+        # The workers' metrics (app/metrics.py) in the private directory too: fresh at each start, gone at exit.
+        metrics_dir = runtime_dir / "metrics"
+        metrics_dir.mkdir(mode=0o700)
+        gunicorn_env = {**environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        children = {"gunicorn": subprocess.Popen(gunicorn_command(socket_path), cwd=ROOT, env=gunicorn_env)}
         deadline = time.monotonic() + SOCKET_WITHIN_S
         while not socket_path.exists() and not stop_signals and children["gunicorn"].poll() is None:
             if time.monotonic() > deadline:

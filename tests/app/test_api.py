@@ -23,7 +23,7 @@ def upload(data: bytes, field: str = "image", **fields) -> dict:
 
 def error_code(response) -> str:
     body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}, body
     assert body["error"]["message"]
     return body["error"]["code"]
 

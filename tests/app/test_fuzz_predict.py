@@ -68,4 +68,4 @@ def test_predict_never_fails_with_a_500(app, fuzz_client, monkeypatch, data, thr
         pixels = [answer["width"] * answer["height"] for answer in answers]
         assert max(pixels) <= FUZZ_MAX_PIXELS and sum(pixels) <= LOOP_PIXEL_FACTOR * FUZZ_MAX_PIXELS
     else:
-        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}

@@ -718,7 +718,7 @@ def assert_error(response, status: int, code: str) -> None:
     assert response.status_code == status, (response.status_code, response.data[:300])
     assert response.mimetype == "application/json", response.data[:300]
     body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}, body
     assert body["error"]["code"] == code, body
     message = body["error"]["message"]
     assert isinstance(message, str) and 0 < len(message) <= 1000, message

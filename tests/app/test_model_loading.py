@@ -75,7 +75,9 @@ def test_background_load_failure_is_reported_by_readyz_with_the_detail_only_in_t
             time.sleep(0.05)
     for response in (client.get("/readyz"), client.post("/predict", data=b"x", content_type="image/tiff")):
         assert response.status_code == 503
-        assert response.get_json()["error"] == {
+        error = response.get_json()["error"]
+        assert error.pop("request_id") == response.headers["X-Request-ID"]
+        assert error == {
             "code": "model_not_ready",
             "message": "the model failed to load; the service's log says why",
         }

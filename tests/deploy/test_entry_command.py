@@ -1,8 +1,9 @@
 """The container's entry command, run as it is written in the Dockerfile but outside Docker (tests/deploy/server.py
 says how). The image has the model's ONNX export and no TensorFlow, so the model folder is the committed one and
 TensorFlow, Keras and the exporters are made unimportable in the server's processes. It then checks what a
-container host checks: /healthz, /readyz turning 200, one real /predict, a clean stop on SIGTERM; and that the
-launcher does not outlive a dead gunicorn, so that the host restarts the container.
+container host checks: /healthz, /readyz turning 200, one real /predict, /metrics summed over the workers, a
+clean stop on SIGTERM; and that the launcher does not outlive a dead gunicorn, so that the host restarts the
+container.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.server import ROOT, STOP_WITHIN_S, EntryCommand, call, log_tail, multipart, needs_nginx, phantom_tiff
 
@@ -36,7 +38,20 @@ def test_dockerfile_entry_command_serves_readyz_and_predict(model_dir_env, tmp_p
         assert isinstance(result["nerve_present"], bool)
         assert (result["width"], result["height"]) == (580, 420)
         assert 0.0 <= result["nerve_probability"] <= 1.0
+
+        # Metrics through nginx, summed over gunicorn's workers in the launcher's private directory.
+        status, body = call(f"{server.base}/metrics")
+        assert status == 200, body[:300]
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+        predicted = (("method", "POST"), ("route", "/predict"), ("status", "200"))
+        assert samples[("nerve_http_requests_total", predicted)] == 1
+        assert len([key for key in samples if key[0] == "nerve_worker_ready"]) == 2  # one per worker
         runtime_dir = server.runtime_dir()
+        assert list((runtime_dir / "metrics").glob("*.db")), "the workers keep their metrics in the private directory"
     finally:
         returncode = server.stop()
     assert returncode == 0, f"unclean exit {returncode} after SIGTERM:\n{log_tail(server.log)}"

@@ -26,6 +26,7 @@ import pytest
 
 from app.config import DEFAULT_MAX_UPLOAD_BYTES
 from app.errors import ERRORS
+from app.request_ids import VALID as VALID_REQUEST_ID
 from app.security import SECURITY_HEADERS, STRICT_TRANSPORT_SECURITY
 from deploy import serve
 from tests.deploy.server import EntryCommand, call, free_port, log_tail, multipart, needs_nginx, phantom_tiff
@@ -86,7 +87,9 @@ def chunked_post(size: int) -> list[bytes]:
 def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected_status: int, code: str) -> None:
     assert status == expected_status, body[:300]
     assert headers["Content-Type"].startswith("application/json")
-    assert json.loads(body)["error"]["code"] == code
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert VALID_REQUEST_ID.fullmatch(error["request_id"]) and headers["X-Request-ID"] == error["request_id"]
     for name, value in SECURITY_HEADERS.items():
         assert headers.get(name) == value, name
     assert headers.get("Cache-Control") == "no-store"
@@ -100,7 +103,8 @@ def test_every_error_answer_has_a_code_of_the_table_with_its_status(tmp_path):
     answers = error_locations(config)
     assert len(answers) >= 6
     for path, (status, body) in answers.items():
-        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, path
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}, path
+        assert body["error"]["request_id"] == "$nerve_request_id", path
         code = body["error"]["code"]
         assert code in ERRORS and ERRORS[code].status == status, f"{path}: {code} answered {status}"
     pages = re.findall(r"error_page ([\d ]+) =(\d+) (\S+);", config)
@@ -221,6 +225,30 @@ def test_a_trusted_proxy_passes_its_forwarding_headers_on(nginx_before):
     seen = json.loads(exchange(port, SPOOFED)[2])
     assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1" and seen["x-forwarded-proto"] == "https"
     assert "x-forwarded-ssl" not in seen and "forwarded" not in seen
+
+
+@needs_nginx
+@pytest.mark.parametrize(
+    ("given", "kept"), [(b"client-id.7", True), (b"x" * 129, False), (b"not valid!", False), (None, False)]
+)
+def test_a_valid_request_id_is_passed_on_and_any_other_replaced(nginx_before, given, kept):
+    port = nginx_before()
+    header = b"" if given is None else b"X-Request-ID: " + given + b"\r\n"
+    seen = json.loads(exchange(port, b"GET /echo HTTP/1.1\r\nHost: t\r\n" + header + b"Connection: close\r\n\r\n")[2])
+    if kept:
+        assert seen["x-request-id"] == given.decode()
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"]), seen["x-request-id"]
+
+
+@needs_nginx
+def test_nginx_error_answers_carry_the_clients_request_id(nginx_before):
+    port = nginx_before(upstream=False)
+    status, headers, body = exchange(
+        port, b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Request-ID: abc-123\r\nConnection: close\r\n\r\n"
+    )
+    assert_json_error(status, headers, body, 500, "internal_error")
+    assert json.loads(body)["error"]["request_id"] == headers["X-Request-ID"] == "abc-123"
 
 
 @needs_nginx
