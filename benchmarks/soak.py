@@ -1,16 +1,17 @@
-"""Soak test: many requests from concurrent clients against gunicorn on loopback, with worker memory sampled.
+"""Soak test: many requests from concurrent clients against the service on loopback, worker memory sampled.
 
     python benchmarks/soak.py [--requests 10000] [--clients 4] [--warmup 500] [--bad-every 10]
-                              [--max-seconds 900] [--model-dir model]
+                              [--max-seconds 900] [--model-dir model] [--entry launcher|gunicorn]
 
-Starts `gunicorn -c gunicorn.conf.py "app:create_app()"` (2 workers x 2 threads by default, as shipped) on a
-free loopback port, warms it up, then sends --requests POST /predict requests from --clients keep-alive
-clients: a 580 x 420 TIFF (200 expected), and every --bad-every-th a truncated one (400 expected), so the
-error path is soaked too. An error is any other answer or a failed connection. A sampler reads each worker's
-RSS from /proc once a second. Reports JSON: requests, errors, req/s, client latency p50/p95/p99, and per
-worker the RSS after warm-up, its peak, at the end and the growth after warm-up; exits 1 when there was an
-error, a worker was replaced or RSS grew more than --max-growth (10%). Every loop is bounded by the request
-count and by --max-seconds. docs/reliability.md records the figures.
+Starts the shipped configuration, `python -m deploy.serve` (nginx in front of gunicorn, 2 workers x 2 threads
+by default; `--entry gunicorn` starts gunicorn alone), on a free loopback port, warms it up, then sends
+--requests POST /predict requests from --clients keep-alive clients: a 580 x 420 TIFF (200 expected), and
+every --bad-every-th a truncated one (400 expected), so the error path is soaked too. An error is any other
+answer or a failed connection. A sampler reads each worker's RSS from /proc once a second. Reports JSON:
+requests, errors, req/s, client latency p50/p95/p99, and per worker the RSS after warm-up, its peak, at the
+end and the growth after warm-up; exits 1 when there was an error, a worker was replaced or RSS grew more than
+--max-growth (10%). Every loop is bounded by the request count and by --max-seconds. docs/reliability.md
+records the figures.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -30,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import (  # noqa: E402
     BOUNDARY,
+    ROOT,
     children,
     free_port,
     multipart_tiff,
@@ -65,6 +68,25 @@ class Sampler(threading.Thread):
             for pid in children(self.master):
                 with contextlib.suppress(OSError):  # exited between listing and reading
                     self.samples.setdefault(pid, []).append(rss_mb(pid))
+
+
+def start_launcher(env: dict[str, str]) -> subprocess.Popen:
+    """The container's entry command, in its own process group (stop_server ends the whole group)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def gunicorn_master(pid: int) -> int:
+    """gunicorn's master: `pid` itself, or the launcher's child running gunicorn."""
+    if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text():
+        return pid
+    return next(c for c in children(pid) if "gunicorn" in Path(f"/proc/{c}/cmdline").read_text())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,6 +181,7 @@ def main() -> int:
     parser.add_argument("--bad-every", type=int, default=10, help="every Nth request is a damaged TIFF; 0: none")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="cap on start-up and on each phase")
     parser.add_argument("--max-growth", type=float, default=0.10, help="largest RSS growth after warm-up")
+    parser.add_argument("--entry", choices=("launcher", "gunicorn"), default="launcher", help="what to start")
     args = parser.parse_args()
 
     good = multipart_tiff()
@@ -172,26 +195,32 @@ def main() -> int:
         "NERVE_SECRET_KEY": "soak",
         "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(p)s %(U)s %(s)s'",
     }
-    server = start_gunicorn(env)
+    server = start_launcher(env) if args.entry == "launcher" else start_gunicorn(env)
     started = time.monotonic()
     try:
         workers = int(os.environ.get("NERVE_WORKERS", "2"))
         wait_ready(port, server, started, args.max_seconds)
-        wait_all_workers(port, workers, access_log, started, args.max_seconds)
+        if args.entry == "gunicorn":
+            wait_all_workers(port, workers, access_log, started, args.max_seconds)
+        # Behind the launcher gunicorn logs in its own format; its workers load the model before they accept
+        # a connection, so the warm-up's requests reach each one as soon as it is ready, and it lasts far
+        # longer than a load.
         access_log.unlink(missing_ok=True)  # 10,000 lines are not worth keeping
         warmup = soak(port, good, bad, args.warmup, args.clients, args.bad_every, args.max_seconds)
-        warm = {pid: rss_mb(pid) for pid in children(server.pid)}
-        sampler = Sampler(server.pid)
+        master = gunicorn_master(server.pid)
+        warm = {pid: rss_mb(pid) for pid in children(master)}
+        sampler = Sampler(master)
         sampler.start()
         result = soak(port, good, bad, args.requests, args.clients, args.bad_every, args.max_seconds)
         sampler.stop.set()
         sampler.join()
         memory = memory_report(sampler.samples, warm, args.max_growth)
-        memory["master_mb"] = rss_mb(server.pid)
+        memory["master_mb"] = rss_mb(master)
     finally:
         stop_server(server)
         access_log.unlink(missing_ok=True)
     report = {
+        "entry": args.entry,
         "clients": args.clients,
         "bad_every": args.bad_every,
         "cpus": os.cpu_count(),

@@ -37,8 +37,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: that gunicorn's timeout, which ends the stuck worker, comes first.
 DEFAULT_WORKER_TIMEOUT_S = 120
 UPSTREAM_TIMEOUT_MARGIN_S = 10
-#: With gunicorn's graceful_timeout (30 s) this stays inside the 40 s docs/deploy.md's hosts allow for a stop.
-NGINX_SHUTDOWN_TIMEOUT_S = 8
+#: Requests in progress at SIGTERM may run for the app's whole request budget (NERVE_REQUEST_TIMEOUT's default,
+#: 30 s: a long loop takes several seconds), so nginx waits that long for them; gunicorn, stopped after it, then
+#: has none in flight and exits at once, inside the 40 s docs/deploy.md's hosts allow for a stop.
+NGINX_SHUTDOWN_TIMEOUT_S = 30
 GUNICORN_STOP_WITHIN_S = 32
 #: gunicorn binds its socket before its workers load the model; this bounds a start that never binds.
 SOCKET_WITHIN_S = 60
