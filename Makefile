@@ -2,7 +2,7 @@
 # file changes: the stamp's name carries a checksum of both files. Nothing has to be typed before them.
 #   make run        serve the shipped model on http://localhost:$(PORT) (nginx + gunicorn, the Dockerfile's CMD)
 #   make onnx       re-export model/unet.keras to the committed model/unet.onnx that serving runs
-#   make test       the whole test suite (installs Debian chromium and nginx for their tests when root)
+#   make test       the whole test suite (installs Debian chromium, nginx and dicom3tools for their tests when root)
 #   make train      the shipped recipe (training/recipes/) on $(DATA) into $(RUN): 5 folds + the final model, installed
 #   make evaluate   evaluate model/ on $(DATA) into runs/eval
 #   make bench      every benchmark script in benchmarks/
@@ -36,7 +36,7 @@ MODEL_VERSION := $(shell $(PYTHON) -c 'import json; print(json.load(open("model/
 GIT_SHA := $(or $(shell git rev-parse --short HEAD 2>/dev/null),unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 IMAGE ?= $(IMAGE_NAME):$(MODEL_VERSION)-$(GIT_SHA)
 
-.PHONY: help venv run onnx test train evaluate bench lint audit chromium nginx image image-test clean
+.PHONY: help venv run onnx test train evaluate bench lint audit chromium nginx dicom3tools image image-test clean
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -74,7 +74,14 @@ nginx:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
 	fi
 
-test: venv chromium nginx
+# dicom3tools' dciodvfy validates the DICOM SEG output in its test; without it that check skips itself.
+dicom3tools:
+	@if ! command -v dciodvfy >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dicom3tools, whose dciodvfy validates the DICOM SEG output"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dicom3tools; \
+	fi
+
+test: venv chromium nginx dicom3tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 train: venv

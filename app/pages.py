@@ -18,6 +18,7 @@ from wtforms import StringField, ValidationError
 from app.errors import ApiError, describe_http_error, status_of
 from app.imaging import OUTLINE_PX, OVERLAY_HEX, OVERLAY_OPACITY
 from app.inference import analyse, request_limits
+from app.metrics import note_answers
 from app.model_service import current_service, get_segmenter
 from app.options import Options, parse_threshold
 from model.decode.formats import ACCEPT_ATTRIBUTE, sniff
@@ -85,6 +86,7 @@ def index():
     options = Options(threshold=parse_threshold(form.threshold.data), include=include)
     try:
         result = analyse(get_segmenter(), data, options, request_limits())
+        note_answers("single", [result])
     except (ApiError, ImageError) as exc:
         return _page(form, error=exc.message, status=status_of(exc.code))
     return _page(form, result=result)

@@ -263,3 +263,18 @@ def test_counters_sum_over_two_real_gunicorn_workers(tiny_model_dir, tmp_path):
     log = server.log.read_text()
     access = [line for line in log.splitlines() if line.startswith('{"request_id"')]
     assert len([line for line in access if '"route": "/predict"' in line]) == sent
+
+
+def test_the_form_without_javascript_counts_its_frame(app, client):
+    """The no-script form post (POST /) answers through analyse like the API; its frame is counted too."""
+
+    def single_frames() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return sum(float(m) for m in re.findall(r'^nerve_frames_total\{[^}]*kind="single"[^}]*\} (\S+)$', text, re.M))
+
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    before = single_frames()
+    frame = (io.BytesIO(tiff_bytes(phantom(120, 160))), "f.tif")
+    assert client.post("/", data={"csrf_token": token, "image": frame}).status_code == 200
+    assert single_frames() == before + 1
