@@ -234,6 +234,18 @@ def start_gunicorn(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def start_launcher(env: dict[str, str]) -> subprocess.Popen:
+    """The container's entry command (nginx in front of gunicorn), in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def stop_server(server: subprocess.Popen) -> None:
     """SIGTERM to gunicorn's process group, SIGKILL if it has not stopped within 40 s."""
     os.killpg(server.pid, signal.SIGTERM)

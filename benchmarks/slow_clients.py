@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,12 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import (  # noqa: E402
     BOUNDARY,
-    ROOT,
     children,
     free_port,
     multipart_tiff,
     rss_mb,
     start_gunicorn,
+    start_launcher,
     stop_server,
     wait_ready,
 )
@@ -221,14 +220,7 @@ def main() -> int:
     env = {**os.environ, "NERVE_MODEL_DIR": str(args.model_dir), "NERVE_SECRET_KEY": "bench"}
 
     shipped_port, alone_port = free_port(), free_port()
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "deploy.serve"],
-        cwd=ROOT,
-        env={**env, "PORT": str(shipped_port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    launcher = start_launcher({**env, "PORT": str(shipped_port)})
     alone = start_gunicorn({**env, "PORT": str(alone_port)})
     try:
         wait_ready(shipped_port, launcher, time.monotonic(), args.max_seconds)

@@ -21,7 +21,6 @@ import contextlib
 import http.client
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -32,13 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import (  # noqa: E402
     BOUNDARY,
-    ROOT,
     children,
     free_port,
     multipart_tiff,
     rss_mb,
     run_clients,
     start_gunicorn,
+    start_launcher,
     stop_server,
     wait_all_workers,
     wait_ready,
@@ -68,18 +67,6 @@ class Sampler(threading.Thread):
             for pid in children(self.master):
                 with contextlib.suppress(OSError):  # exited between listing and reading
                     self.samples.setdefault(pid, []).append(rss_mb(pid))
-
-
-def start_launcher(env: dict[str, str]) -> subprocess.Popen:
-    """The container's entry command, in its own process group (stop_server ends the whole group)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "deploy.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def gunicorn_master(pid: int) -> int:
