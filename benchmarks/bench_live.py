@@ -17,8 +17,8 @@ than the weights, and NERVE_RUNTIME=onnxruntime so that the server refuses to fa
   shared data when present, else phantoms);
 - the API client once more while a page only plays the fake camera (no analysis): the share of the cores the
   browser's video itself takes from the server;
-- the page's JS heap (CDP Runtime.getHeapUsage after a forced GC) at the start and the end of a live session of
-  --heap-minutes, not recording.
+- the page's JS heap (CDP Runtime.getHeapUsage after a forced GC, the least of three readings) at the start and
+  the end of a live session of --heap-minutes, not recording.
 
 Then the targets: live frames/s / min(60, API frames/s) (>= 0.85) and live p50 / API p50 (<= 1.3), against the
 faster of the two API runs (one before and one after the page's). Prints JSON; docs/performance.md records it.
@@ -133,8 +133,14 @@ def read_counts(page) -> dict:
 
 
 def heap_mb(cdp) -> float:
-    cdp.send("HeapProfiler.collectGarbage")
-    return cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
+    """The JS heap after a forced GC, the least of three a second apart: one reading can catch V8 between a
+    collection and its release of compiled code or feedback, tens of kB on a 2 MB heap."""
+    readings = []
+    for _ in range(3):
+        cdp.send("HeapProfiler.collectGarbage")
+        readings.append(cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20)
+        time.sleep(1.0)
+    return min(readings)
 
 
 def live_page(browser, base: str, transport: str, args, heap_seconds: float) -> dict:

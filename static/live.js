@@ -449,6 +449,11 @@
     latencies[slot] = now - grabbed;
     answeredAt[slot] = now;
     counts.answered += 1;
+    if (slot === 0) {
+      // Every fetch leaves a resource-timing entry the page never reads; the browser keeps up to 250 of them
+      // (~70 kB), which a long session would otherwise carry as heap.
+      performance.clearResourceTimings();
+    }
     showVerdict(result);
     showCounts(false);
     if (recordRows) {
