@@ -21,7 +21,7 @@ from app.imaging import mask_image, overlay_image, png_base64, to_uint8
 from app.options import Options
 from model.cine import LoopBudget
 from model.decode.dicom import dicom_header
-from model.decode.formats import sniff
+from model.decode.formats import is_dicom
 from model.decode.frames import decode_all, decode_first
 from model.decode.isolated import DecodeTimeout, decode_pool
 from model.dicom_seg import encode_segmentation
@@ -161,8 +161,7 @@ def _result(
 
 def dicom_source(data: bytes, limits: Limits):
     """The upload's DICOM header, for include=dicom_seg; refused for any other kind of file."""
-    found = sniff(data)
-    if found is None or found.name != "DICOM":
+    if not is_dicom(data):
         raise ApiError("invalid_parameter", "include=dicom_seg needs a DICOM upload (it references its source)")
     if limits.decode_memory_bytes is None:
         return dicom_header(data)

@@ -21,7 +21,7 @@ from app.inference import analyse, request_limits
 from app.metrics import note_answers
 from app.model_service import current_service, get_segmenter
 from app.options import Options, parse_threshold
-from model.decode.formats import ACCEPT_ATTRIBUTE, sniff
+from model.decode.formats import ACCEPT_ATTRIBUTE, is_dicom
 from model.errors import ImageError
 
 bp = Blueprint("pages", __name__)
@@ -81,8 +81,7 @@ def index():
         messages = [message for errors in form.errors.values() for message in errors]
         return _page(form, error=" ".join(messages), status=400)
     data = form.image.data.read()
-    dicom = (found := sniff(data)) is not None and found.name == "DICOM"
-    include = PAGE_INCLUDE | {"dicom_seg"} if dicom else PAGE_INCLUDE  # a DICOM also gets its SEG to download
+    include = PAGE_INCLUDE | {"dicom_seg"} if is_dicom(data) else PAGE_INCLUDE  # a DICOM also gets its SEG to download
     options = Options(threshold=parse_threshold(form.threshold.data), include=include)
     try:
         result = analyse(get_segmenter(), data, options, request_limits())

@@ -22,6 +22,7 @@ from PIL import Image
 from pydicom.errors import InvalidDicomError
 
 from model.cine import LoopBudget
+from model.decode.formats import is_dicom
 from model.decode.images import luminance, to_unit_float
 from model.decode.limits import check_size
 from model.errors import ImageError, UnreadableImageError, UnsupportedImageError, UnsupportedTransferSyntaxError
@@ -41,7 +42,7 @@ def _dataset(data: bytes) -> pydicom.Dataset:
 
 def dicom_header(data: bytes) -> pydicom.Dataset:
     """The file's header (every element but the pixel data), for outputs that must reference their source."""
-    if not (data[128:132] == b"DICM"):
+    if not is_dicom(data):
         raise UnsupportedImageError("not a DICOM file")
     try:
         header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)

@@ -57,3 +57,9 @@ def sniff(data: bytes) -> Format | None:
     """The format whose magic bytes the data starts with, or None."""
     by_name = {f.name: f for f in FORMATS}
     return next((by_name[name] for name in SNIFF_ORDER if by_name[name].matches(data)), None)
+
+
+def is_dicom(data: bytes) -> bool:
+    """Whether the data is read as DICOM (outputs that reference their source need one: the DICOM SEG)."""
+    found = sniff(data)
+    return found is not None and found.decoder == "dicom"
