@@ -1,7 +1,7 @@
 """Live mode end to end: the /live page in headless Chromium against the API alone, on the same server, same run.
 
     python benchmarks/bench_live.py [--model-dir model] [--seconds 30] [--warmup 5] [--heap-minutes 1]
-                                    [--jpeg-frames 40]
+                                    [--jpeg-frames 40] [--split-cores]
 
 It serves the model the fast way, as `make run` does (the ONNX export made first when it is missing or older
 than the weights, and NERVE_RUNTIME=onnxruntime so that the server refuses to fall back to Keras), with
@@ -19,6 +19,10 @@ than the weights, and NERVE_RUNTIME=onnxruntime so that the server refuses to fa
   browser's video itself takes from the server;
 - the page's JS heap (CDP Runtime.getHeapUsage after a forced GC, the least of three readings) at the start and
   the end of a live session of --heap-minutes, not recording.
+
+With --split-cores the server runs on the first half of the cores (its network runtime told so) and the
+browser and the API client on the rest, as when the page runs on a laptop and the service on its host: what
+the page's own round trip costs once it no longer takes its time slices from the server.
 
 Then the targets: live frames/s / min(60, API frames/s) (>= 0.85) and live p50 / API p50 (<= 1.3), against the
 faster of the two API runs (one before and one after the page's). Prints JSON; docs/performance.md records it.
@@ -246,6 +250,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of live video before measuring")
     parser.add_argument("--heap-minutes", type=float, default=1.0, help="live session the JS heap is followed over")
     parser.add_argument("--jpeg-frames", type=int, default=40, help="frames for the PNG/JPEG mask agreement")
+    parser.add_argument(
+        "--split-cores", action="store_true", help="server on half the cores, browser and API client on the rest"
+    )
     args = parser.parse_args()
     if not CHROMIUM.exists():
         print(f"bench_live: skipped, {CHROMIUM} is not installed (apt-get install chromium)", file=sys.stderr)
@@ -263,8 +270,20 @@ def main() -> None:
         "NERVE_RUNTIME": "onnxruntime",
         "NERVE_SECRET_KEY": "bench",  # both workers must accept the page's session
     }
+    cores = sorted(os.sched_getaffinity(0))
+    half = len(cores) // 2 if args.split_cores else len(cores)
+    server_cores, client_cores = cores[:half], (cores[half:] or cores)
+    if args.split_cores:
+        env["NERVE_INFERENCE_THREADS"] = str(len(server_cores))
+    os.sched_setaffinity(0, server_cores)  # the server's processes inherit it
     server = start_gunicorn(env)
-    results: dict = {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()}
+    os.sched_setaffinity(0, client_cores)  # and the browser's and the API client's this one
+    results: dict = {
+        "cpus": os.cpu_count(),
+        "server_cores": server_cores,
+        "client_cores": client_cores,
+        "load_average_before": os.getloadavg(),
+    }
     try:
         wait_ready(port, server, time.monotonic(), 120.0)
         base = f"http://127.0.0.1:{port}"
