@@ -9,6 +9,7 @@ ends a run that stopped improving, CSVLogger keeps the curve.
 
 from __future__ import annotations
 
+import csv
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -105,8 +106,8 @@ def fit(
     init: Path | None = None,
 ) -> tuple[keras.Model, dict]:
     """Train one model, from scratch or (fine-tuning) from the weights in `init`; returns the kept model and
-    its history. Kept is the weight average of the SWA epochs when there are any; otherwise the epoch with the
-    best validation Dice, or without validation the last."""
+    its history (every epoch, resumed or not: logged_history). Kept is the weight average of the SWA epochs
+    when there are any; otherwise the epoch with the best validation Dice, or without validation the last."""
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = build_unet(arch)
@@ -135,7 +136,7 @@ def fit(
                 keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max", save_best_only=True),
                 keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience),
             ]
-    history = model.fit(
+    model.fit(
         Batches(
             train, spec, cfg.batch_size, train=True, seed=cfg.seed, augment=cfg.augmentation if cfg.augment else None
         ),
@@ -154,7 +155,25 @@ def fit(
     # file and serves no further use; an interrupted run resumes from BackupAndRestore's folder instead.
     model = keras.models.load_model(best_path, compile=False)
     model.save(best_path)
-    return model, history.history
+    return model, logged_history(out_dir / "log.csv")
+
+
+def logged_history(log: Path) -> dict[str, list[float]]:
+    """The fit's per-epoch metrics, every epoch of it, from CSVLogger's file.
+
+    Keras' own history holds only the epochs of the process that finished the fit, so a fit resumed by
+    BackupAndRestore would report its epoch count and its best epoch from the resumption on. The log is appended
+    to across resumptions; a fit that restarted from its first epoch in the same folder begins at the last row
+    numbered 0. Columns logged without values (NA: validation metrics of a fit without validation) are left out.
+    """
+    with log.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    starts = [i for i, row in enumerate(rows) if row["epoch"] == "0"]
+    rows = rows[starts[-1] :] if starts else rows
+    names = [name for name in (rows[0] if rows else {}) if name != "epoch"]
+    return {
+        name: [float(row[name]) for row in rows] for name in names if all(row[name] not in ("", "NA") for row in rows)
+    }
 
 
 def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
