@@ -686,7 +686,12 @@
     recordStart = performance.now();
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     recorder.addEventListener("stop", () => {
-      offer("live-save-video", new Blob(chunks, { type: "video/webm" }), `live-session-${stamp}.webm`);
+      // A recording stopped within moments of its start can hold no encoded frame: no empty file is offered.
+      if (chunks.length) {
+        offer("live-save-video", new Blob(chunks, { type: "video/webm" }), `live-session-${stamp}.webm`);
+      } else {
+        showError("The recording was too short to hold any video; its per-frame results can still be saved.");
+      }
       offer("live-save-csv", new Blob([rows.join("\n") + "\n"], { type: "text/csv" }), `live-session-${stamp}.csv`);
     });
     recorder.start(1000);

@@ -302,6 +302,7 @@ def test_recording_saves_webm_and_per_frame_csv(camera_browser, live_url, live_s
     page.click("#live-record")
     assert page.get_attribute("#live-record", "aria-pressed") == "true"
     wait_answers(page, int(number(page, "#live-frames")) + 3)
+    page.wait_for_timeout(1500)  # longer than the recorder's 1 s timeslice: at least one chunk of video, however busy
     page.click("#live-record")
     page.wait_for_selector("#live-save-csv", state="visible", timeout=WAIT_MS)
     page.wait_for_selector("#live-save-video", state="visible", timeout=WAIT_MS)
