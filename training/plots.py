@@ -5,7 +5,6 @@ matplotlib with the non-interactive Agg backend, so plots render on a headless m
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -15,18 +14,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_training_curve(log_csv: Path, out_png: Path, title: str) -> None:
-    """Loss and Dice per epoch, training against validation, from Keras' CSVLogger file."""
-    with open(log_csv) as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
+def plot_training_curve(history: dict[str, list[float]], out_png: Path, title: str) -> None:
+    """Loss and Dice per epoch, training against validation, from a fit's history (training.fit.fit's: every
+    epoch, resumed or not; the validation keys only when there was validation)."""
+    if not history.get("loss"):
         return
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    epochs = list(range(1, len(history["loss"]) + 1))
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("loss", ax_loss), ("kaggle_dice", ax_dice)):
-        axis.plot(epochs, [float(r[key]) for r in rows], label="train")
-        if rows[0].get(f"val_{key}", "NA") != "NA":  # CSVLogger writes NA when there was no validation
-            axis.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
+        axis.plot(epochs, history[key], label="train")
+        if f"val_{key}" in history:
+            axis.plot(epochs, history[f"val_{key}"], label="validation")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)
         axis.legend()

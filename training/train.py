@@ -348,7 +348,7 @@ def train_fold(
         fold_dir,
         init,
     )
-    plot_training_curve(fold_dir / "log.csv", fold_dir / "curve.png", f"fold {k}")
+    plot_training_curve(history, fold_dir / "curve.png", f"fold {k}")
     val_dice = history.get("val_kaggle_dice")
     epochs_run = len(history["loss"])
     (fold_dir / "fold.json").write_text(
@@ -401,8 +401,8 @@ def train_final(data: Dataset, arch: UNetConfig, spec: InputSpec, cfg: TrainConf
     final_cfg = replace(cfg, epochs=run.recipe.final_epochs)
     started = time.time()
     init = run.init_run / "final" / "best.keras" if run.init_run else None
-    model, _ = fit(data, None, arch, spec, final_cfg, final_dir, init)
-    plot_training_curve(final_dir / "log.csv", final_dir / "curve.png", "final (all subjects)")
+    model, history = fit(data, None, arch, spec, final_cfg, final_dir, init)
+    plot_training_curve(history, final_dir / "curve.png", "final (all subjects)")
     (final_dir / "final.json").write_text(
         json.dumps(
             {
