@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,12 +141,28 @@ def camera_denied_browser(playwright, camera_clip):
     browser.close()
 
 
+class LivePages(list):
+    """The pages one test opens. They send `PAGE_TAG_HEADER: tag` with every request, so that the test's spy
+    can tell them from a page of an earlier test whose last frame the server is still answering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tag = uuid.uuid4().hex
+
+
+PAGE_TAG_HEADER = "X-Test-Pages"
+
+
 class LiveSpy:
     """Wraps the live endpoint of the served app: records what the page sent, how many requests were being
-    answered at once, and can slow the answers down or rewrite them (`delay_s`, `rewrite(response) -> response`)."""
+    answered at once, and can slow the answers down or rewrite them (`delay_s`, `rewrite(response) -> response`).
+    Only requests from the test's own pages (`tag`) are recorded, slowed or rewritten: a frame an earlier test's
+    page sent just before it was closed can reach the view late under load, and must not use up this test's
+    injected failures."""
 
-    def __init__(self, view) -> None:
+    def __init__(self, view, tag: str) -> None:
         self.view = view
+        self.tag = tag
         self.bodies: list[bytes] = []
         self.content_types: list[str] = []
         self.headers: list[dict[str, str]] = []
@@ -158,6 +175,8 @@ class LiveSpy:
     def __call__(self, *args, **kwargs):
         from flask import request
 
+        if request.headers.get(PAGE_TAG_HEADER) != self.tag:
+            return self.view(*args, **kwargs)
         with self.lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -175,18 +194,18 @@ class LiveSpy:
 
 
 @pytest.fixture
-def live_spy(app, monkeypatch) -> LiveSpy:
-    spy = LiveSpy(app.view_functions["live.predict"])
+def live_spy(app, monkeypatch, live_pages) -> LiveSpy:
+    spy = LiveSpy(app.view_functions["live.predict"], live_pages.tag)
     # flask-wtf finds a view's CSRF exemption by its module and name, so the wrapper carries the view's.
     monkeypatch.setitem(app.view_functions, "live.predict", functools.update_wrapper(spy, spy.view))
     return spy
 
 
 @pytest.fixture
-def live_pages() -> Iterator[list]:
+def live_pages() -> Iterator[LivePages]:
     """Pages a test opens (it appends them): closed at the end even when the test fails, so that no page goes on
     posting frames into the next test."""
-    pages: list = []
+    pages = LivePages()
     yield pages
     for page in pages:
         if not page.is_closed():

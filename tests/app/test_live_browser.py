@@ -18,6 +18,8 @@ import pytest
 from flask import jsonify
 from PIL import Image
 
+from tests.app.conftest import PAGE_TAG_HEADER, LivePages
+
 pytestmark = pytest.mark.browser
 
 THRESHOLD = "0.515"  # the untrained test model's map lies in 0.50..0.52; this cut gives a partial mask
@@ -61,8 +63,8 @@ def wait_answers(page, count: int) -> None:
     )
 
 
-def open_live(browser, url: str, pages: list, problems: list[str], init_script: str = RECORD_STREAMS):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+def open_live(browser, url: str, pages: LivePages, problems: list[str], init_script: str = RECORD_STREAMS):
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, extra_http_headers={PAGE_TAG_HEADER: pages.tag})
     pages.append(page)
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
     page.on("pageerror", lambda error: problems.append(str(error)))
