@@ -23,11 +23,13 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from model.postprocessing import Prediction
 from model.quality import EMPTY_SIGNALS, OUTLINED_SIGNALS, Logistic, QualityEstimator
 
 #: failure, for the detection AUROC: an outline (or an empty answer) scoring Dice below this.
@@ -165,16 +167,27 @@ def report(rows: list[dict], expected: np.ndarray, cut: float) -> dict:
     return figures
 
 
-def collect(run: Path, data_dir: Path, model_dir: Path) -> list[dict]:
-    """One row of signals and Dice per frame, each predicted by the fold model that never saw its subject,
-    post-processed as the shipped model (model_dir's metadata) serves it."""
+@dataclass(frozen=True)
+class OutOfFold:
+    """One frame's answer from the fold model that never saw its subject, with what it was cut from."""
+
+    fold: int
+    image: str
+    subject: int
+    truth: np.ndarray  # the expert's full-size mask
+    prediction: Prediction  # post-processed as the shipped model serves it
+    plain: np.ndarray  # the two flip-TTA passes' model-resolution maps
+    mirror: np.ndarray
+
+
+def out_of_fold(run: Path, data_dir: Path, model_dir: Path) -> Iterator[OutOfFold]:
+    """Every frame of the run's trained folds, predicted by the fold model that never saw its subject, through
+    the same Segmenter as serving, post-processed as the shipped model (model_dir's metadata) serves it."""
     import keras
 
     from model.artifact import load_metadata
-    from model.metrics import dice
     from model.postprocessing import PostprocessConfig, postprocess
     from model.preprocessing import InputSpec, normalise
-    from model.quality import signals
     from model.segmenter import Segmenter, average
     from training.cache import load_any
     from training.split import fold_indices
@@ -183,31 +196,40 @@ def collect(run: Path, data_dir: Path, model_dir: Path) -> list[dict]:
     spec, post = InputSpec.from_metadata(metadata), PostprocessConfig.from_metadata(metadata)
     folds = json.loads((run / "folds.json").read_text())
     data = load_any(data_dir, spec.height, spec.width)
-    rows = []
     for k, subjects in enumerate(folds):
-        weights = run / f"fold{k}" / "best.keras"
         if not (run / f"fold{k}" / "fold.json").exists():
             print(f"fold {k}: not trained yet in {run}, skipped", file=sys.stderr)
             continue
-        segmenter = Segmenter.from_keras(keras.models.load_model(weights, compile=False), spec, post)
+        model = keras.models.load_model(run / f"fold{k}" / "best.keras", compile=False)
+        segmenter = Segmenter.from_keras(model, spec, post)
         index = fold_indices(data.subjects, subjects)
         plain, mirror = segmenter.pass_maps(normalise(data.images[index], spec))
         maps = average(plain, mirror, post.tta_hflip)
         for n, i in enumerate(index):
             truth = data.full_masks[i]
             prediction = postprocess(maps[n], truth.shape[0], truth.shape[1], post)
-            values = signals(prediction, plain[n], mirror[n])
-            rows.append(
-                {
-                    "image": data.pairs[i].image.name,
-                    "subject": int(data.subjects[i]),
-                    "fold": k,
-                    "truth_present": bool(truth.any()),
-                    "predicted_present": prediction.nerve_present,
-                    "dice": round(dice(prediction.mask, truth), 6),
-                    **{name: round(values[name], 6) for name in SIGNAL_COLUMNS},
-                }
-            )
+            yield OutOfFold(k, data.pairs[i].image.name, int(data.subjects[i]), truth, prediction, plain[n], mirror[n])
+
+
+def collect(run: Path, data_dir: Path, model_dir: Path) -> list[dict]:
+    """One row of signals and Dice per out-of-fold frame (out_of_fold): the table the estimator is fitted on."""
+    from model.metrics import dice
+    from model.quality import signals
+
+    rows = []
+    for answer in out_of_fold(run, data_dir, model_dir):
+        values = signals(answer.prediction, answer.plain, answer.mirror)
+        rows.append(
+            {
+                "image": answer.image,
+                "subject": answer.subject,
+                "fold": answer.fold,
+                "truth_present": bool(answer.truth.any()),
+                "predicted_present": answer.prediction.nerve_present,
+                "dice": round(dice(answer.prediction.mask, answer.truth), 6),
+                **{name: round(values[name], 6) for name in SIGNAL_COLUMNS},
+            }
+        )
     return rows
 
 
