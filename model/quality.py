@@ -27,6 +27,8 @@ from model.postprocessing import Prediction
 OUTLINED_SIGNALS = ("soft_dice", "flip_dice", "log_area_fraction", "mean_inside")
 #: Signals of an empty answer: how much the network leaned towards a nerve it did not outline.
 EMPTY_SIGNALS = ("peak", "flip_dice")
+#: Every signal `signals` computes: the names a stored model may use.
+SIGNALS = ("soft_dice", "flip_dice", "log_area_fraction", "mean_inside", "peak")
 #: Keeps the log of a mask's share of the frame finite: well below one model-input pixel.
 AREA_FLOOR = 1e-5
 
@@ -71,6 +73,14 @@ class Logistic:
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
+
+    def __post_init__(self) -> None:
+        # Refused when the model is loaded, not met as a KeyError or a shape error on a user's request.
+        unknown = [s for s in self.signals if s not in SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown signals {unknown} (known: {', '.join(SIGNALS)})")
+        if not len(self.signals) == len(self.mean) == len(self.scale) == len(self.coef):
+            raise ValueError("signals, mean, scale and coef differ in length")
 
     def __call__(self, values: dict[str, float]) -> float:
         x = (np.array([values[s] for s in self.signals]) - np.array(self.mean)) / np.array(self.scale)
@@ -125,7 +135,13 @@ class QualityEstimator:
         section = metadata.get("quality")
         if section is None:
             return None
-        return cls(Logistic.from_dict(section["outlined"]), Logistic.from_dict(section["empty"]), float(section["cut"]))
+        models = {}
+        for part in ("outlined", "empty"):
+            try:
+                models[part] = Logistic.from_dict(section[part])
+            except ValueError as exc:
+                raise ValueError(f"metadata field 'quality.{part}' is invalid: {exc}") from None
+        return cls(models["outlined"], models["empty"], float(section["cut"]))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.artifact import MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
+from model.artifact import METADATA_NAME, MODEL_DIR, ModelArtifactError, load_metadata, verify_weights
 from model.cine import smooth_maps
 from model.onnx_serving import ONNX_NAME, OnnxUnusable, onnx_forward
 from model.postprocessing import PostprocessConfig, Prediction, postprocess
@@ -109,7 +109,10 @@ class Segmenter:
         metadata = load_metadata(model_dir)
         weights = verify_weights(model_dir, metadata) if verify else model_dir / metadata["weights"]["file"]
         spec, post = InputSpec.from_metadata(metadata), PostprocessConfig.from_metadata(metadata)
-        quality = QualityEstimator.from_metadata(metadata)
+        try:
+            quality = QualityEstimator.from_metadata(metadata)
+        except ValueError as exc:
+            raise ModelArtifactError(f"{model_dir / METADATA_NAME}: {exc}") from None
         if runtime != "keras":
             try:
                 forward = onnx_forward(model_dir, metadata, threads)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model.postprocessing import Prediction
-from model.quality import Logistic, QualityEstimator, flip_dice, signals, soft_dice
+from model.quality import SIGNALS, Logistic, QualityEstimator, flip_dice, signals, soft_dice
 from model.segmenter import Segmenter
 
 
@@ -102,3 +102,28 @@ def test_a_damaged_quality_section_is_refused_naming_the_field(quality_model_dir
     path.write_text(json.dumps(metadata))
     with pytest.raises(ModelArtifactError, match="quality.cut"):
         load_metadata(quality_model_dir)
+
+
+def test_every_signal_a_stored_model_may_name_is_computed():
+    small = np.zeros((10, 10), np.float32)
+    answer = prediction(np.full((20, 20), 0.3, np.float32), np.zeros((20, 20), np.uint8))
+    assert set(signals(answer, small, small)) == set(SIGNALS)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda q: q["outlined"]["signals"].__setitem__(0, "vibes"), "quality.outlined.*unknown signals"),
+        (lambda q: q["empty"]["coef"].append(1.0), "quality.empty.*differ in length"),
+    ],
+)
+def test_a_stored_model_that_could_not_be_computed_is_refused_at_load(quality_model_dir, damage, words):
+    """Refused when the service starts, naming the file and the field, never a 500 on a user's request."""
+    from model.artifact import ModelArtifactError
+
+    path = quality_model_dir / "metadata.json"
+    metadata = json.loads(path.read_text())
+    damage(metadata["quality"])
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(ModelArtifactError, match=f"metadata.json: .*{words}"):
+        Segmenter.load(quality_model_dir, runtime="keras")
