@@ -75,10 +75,6 @@ class Logistic:
     intercept: float
 
     def __post_init__(self) -> None:
-        # Refused when the model is loaded, not met as a KeyError or a shape error on a user's request.
-        unknown = [s for s in self.signals if s not in SIGNALS]
-        if unknown:
-            raise ValueError(f"unknown signals {unknown} (known: {', '.join(SIGNALS)})")
         if not len(self.signals) == len(self.mean) == len(self.scale) == len(self.coef):
             raise ValueError("signals, mean, scale and coef differ in length")
 
@@ -97,6 +93,11 @@ class Logistic:
 
     @classmethod
     def from_dict(cls, d: dict) -> Logistic:
+        """A stored model; one naming a signal `signals` does not compute is refused here, when the model is
+        loaded, not met as a KeyError on a user's request."""
+        unknown = [s for s in d["signals"] if s not in SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown signals {unknown} (known: {', '.join(SIGNALS)})")
         return cls(
             tuple(d["signals"]),
             tuple(map(float, d["mean"])),

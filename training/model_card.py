@@ -121,10 +121,10 @@ def _quality(meta: dict) -> str:
         if subject_1
         else "No empty frame was among these out-of-fold frames."
     )
-    return f"""{intro} Signals: the soft Dice of the mask against its own probability map, the agreement of the
-flip-TTA passes, the mask's area and mean probability inside (model/quality.py), mapped to expected Dice by
-logistic models fitted on out-of-fold predictions (training/quality.py). Figures {f["evaluation"]}, over
-{f["frames"]} frames (failure: Dice < 0.5, empty frames given a mask included):
+    return f"""{intro} The outlined answer's model uses {_signal_words(quality["outlined"]["signals"])}; the empty
+answer's, {_signal_words(quality["empty"]["signals"])} (model/quality.py). Both are logistic models fitted on
+out-of-fold predictions (training/quality.py). Figures {f["evaluation"]}, over {f["frames"]} frames (failure:
+Dice < 0.5, empty frames given a mask included):
 
 | failure-detection AUROC | ECE (10 bins) | cut | nerve-present frames reliable | their mean Dice | all nerve-present |
 | --- | --- | --- | --- | --- | --- |
@@ -133,6 +133,21 @@ logistic models fitted on out-of-fold predictions (training/quality.py). Figures
 {empties} Cut rule: {f["rule"]}. The estimate was fitted at the calibrated threshold; with a user's own
 threshold or loop smoothing it is computed the same way on the mask and map returned.
 """
+
+
+#: The card's words for each signal model/quality.py computes.
+SIGNAL_WORDS = {
+    "soft_dice": "the soft Dice of the mask against its own probability map",
+    "flip_dice": "the agreement of the two flip-TTA passes",
+    "log_area_fraction": "the mask's area",
+    "mean_inside": "the mean probability inside the mask",
+    "peak": "the map's peak probability",
+}
+
+
+def _signal_words(names: list[str]) -> str:
+    words = [SIGNAL_WORDS[n] for n in names]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _quality_row(f: dict) -> str:

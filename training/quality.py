@@ -1,7 +1,7 @@
 """Fit and report the quality estimate (model/quality.py) on out-of-fold predictions.
 
     python -m training.quality --run runs/oof --data ../shared/data/ultrasound-nerve --out runs/oof/quality
-    python -m training.quality --table training/quality/oof-1.4.0.csv --out runs/quality --install
+    python -m training.quality --table training/tables/quality-oof-1.4.0.csv --out runs/quality --install
 
 With --run, every frame is predicted by the fold model that never saw its subject (fold<k>/best.keras of a
 training run, through the same Segmenter as serving, at the shipped model's post-processing) and its signals
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "evaluation": f"out-of-fold, cross-fitted over {len(folds)} folds (fitted on the others, applied to each)",
         "folds": folds,
-        "rule": f"cut: the highest keeping >= {COVERAGE_FLOOR:.0%} of nerve-present frames reliable, chosen on "
+        "rule": f"the highest cut keeping >= {COVERAGE_FLOOR:.0%} of nerve-present frames reliable, chosen on "
         "these cross-fitted frames",
         **report(rows, expected, cut),
         "subject_1_empty": report(

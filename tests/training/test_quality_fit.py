@@ -129,3 +129,23 @@ def test_the_cli_names_a_bad_table(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("image,dice\nx,0.5\n")
     assert main(["--table", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "bad.csv: not a quality table" in capsys.readouterr().err
+
+
+def test_the_card_names_the_signals_the_stored_models_use():
+    from model.quality import SIGNALS
+    from training.model_card import SIGNAL_WORDS, _quality
+
+    assert set(SIGNAL_WORDS) == set(SIGNALS), "the card has words for every signal a model may use"
+    rows = generated_rows()
+    estimator = fit(rows)
+    figures = {
+        "evaluation": "in-sample",
+        "rule": "a rule",
+        "subject_1_empty": None,
+        **report(rows, predict(estimator, rows), estimator.cut),
+    }
+    text = _quality({"quality": estimator.to_metadata({"figures": figures})})
+    for name in estimator.outlined.signals + estimator.empty.signals:
+        assert SIGNAL_WORDS[name] in text
+    unused = set(SIGNALS) - set(estimator.outlined.signals) - set(estimator.empty.signals)
+    assert all(SIGNAL_WORDS[name] not in text for name in unused)
