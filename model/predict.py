@@ -1,4 +1,4 @@
-"""Predict every image in a folder: mask PNGs plus a CSV of presence, probability, area and bbox.
+"""Predict every image in a folder: mask PNGs plus a CSV of presence, probability, expected Dice, area and bbox.
 
     python -m model.predict --input DIR --out DIR [--model model] [--threshold T] [--frames all] [--max-pixels N]
                             [--files LIST] [--shard I/N]
@@ -48,6 +48,7 @@ from model.decode.frames import read_frames
 from model.decode.limits import DEFAULT_MAX_PIXELS
 from model.errors import ImageError
 from model.postprocessing import Prediction
+from model.quality import csv_fields
 from model.rle import rle_encode
 
 BATCH = 32
@@ -58,6 +59,8 @@ FIELDS = [
     "height",
     "nerve_present",
     "nerve_probability",
+    "expected_dice",
+    "reliable",
     "mask_area_px",
     "bbox",
     "rle",
@@ -257,6 +260,7 @@ def predict_folder(
                     "height": pred.height,
                     "nerve_present": pred.nerve_present,
                     "nerve_probability": round(pred.nerve_probability, 6),
+                    **csv_fields(pred.assessment),
                     "mask_area_px": pred.area,
                     "bbox": " ".join(map(str, pred.bbox or ())),
                     "rle": rle_encode(pred.mask),

@@ -149,3 +149,11 @@ class QualityEstimator:
 class Assessment:
     expected_dice: float
     reliable: bool
+
+
+def csv_fields(assessment: Assessment | None) -> dict[str, object]:
+    """The two fields as the CLIs' CSVs write them (model.predict, training.evaluate): empty cells for a model
+    without a quality estimator (older model folders), so the columns are the same for every model."""
+    if assessment is None:
+        return {"expected_dice": "", "reliable": ""}
+    return {"expected_dice": round(assessment.expected_dice, 6), "reliable": assessment.reliable}

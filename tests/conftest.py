@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     model = build_unet(UNetConfig(height=32, width=48, base_filters=4, depth=2))
     out = tmp_path_factory.mktemp("tiny_model")
     save_artifact(model, tiny_metadata(), out)
+    return out
+
+
+def sample_estimator(cut: float = 0.6):
+    """A hand-set quality estimator (model/quality.py) for tests: the outline's expected Dice rises with its soft
+    Dice and flip agreement; an empty answer's falls with the map's peak."""
+    from model.quality import Logistic, QualityEstimator
+
+    outlined = Logistic(("soft_dice", "flip_dice"), (0.8, 0.8), (0.1, 0.1), (1.5, 0.5), 0.5)
+    empty = Logistic(("peak",), (0.5,), (0.2,), (-1.0,), -1.0)
+    return QualityEstimator(outlined, empty, cut)
+
+
+@pytest.fixture
+def quality_model_dir(tiny_model_dir, tmp_path) -> Path:
+    """The tiny model with sample_estimator in its metadata (a copy a test may damage)."""
+    from model.artifact import load_metadata, write_metadata
+
+    out = tmp_path / "quality_model"
+    shutil.copytree(tiny_model_dir, out)
+    metadata = load_metadata(out)
+    metadata["quality"] = sample_estimator().to_metadata()
+    write_metadata(metadata, out)
     return out
 
 

@@ -24,6 +24,7 @@ from model.artifact import ModelArtifactError
 from model.decode.images import read_image
 from model.errors import ImageError
 from model.metrics import dice
+from model.quality import csv_fields
 from model.rle import rle_encode
 from training.data import DatasetError, Pair, find_pairs
 from training.scoring import FrameScore, summarise
@@ -78,9 +79,7 @@ def evaluate(segmenter, pairs: list[Pair]) -> list[dict]:
                     "truth_present": bool(truth.any()),
                     "predicted_present": pred.nerve_present,
                     "nerve_probability": round(pred.nerve_probability, 6),
-                    # Empty for a model without a quality estimator (older model folders).
-                    "expected_dice": round(pred.assessment.expected_dice, 6) if pred.assessment else "",
-                    "reliable": pred.assessment.reliable if pred.assessment else "",
+                    **csv_fields(pred.assessment),
                     "rle": rle_encode(pred.mask),
                 }
             )

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from jsonschema import Draft202012Validator
 from PIL import Image
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from werkzeug.serving import make_server
 
 from tests.conftest import phantom
@@ -39,6 +42,22 @@ def decode_png(encoded: str) -> np.ndarray:
         return np.asarray(image)
 
 
+SPEC_URI = "urn:nerve-openapi"
+
+
+def response_validator(spec: dict, path: str, method: str, status: int) -> Draft202012Validator:
+    """A validator for one documented response of /openapi.json's document `spec`."""
+    responses = spec["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method.upper()} {path} does not document {status}"
+    assert "schema" in responses[str(status)]["content"]["application/json"]
+    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
+    pointer = "/".join(
+        part.replace("~", "~0").replace("/", "~1")
+        for part in ("paths", path, method, "responses", str(status), "content", "application/json", "schema")
+    )
+    return Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}"}, registry=registry)
+
+
 @pytest.fixture(scope="session")
 def app(tiny_model_dir):
     from app import create_app
@@ -49,6 +68,14 @@ def app(tiny_model_dir):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def quality_app(quality_model_dir):
+    """The app serving the tiny model with a quality estimator (tests.conftest.sample_estimator)."""
+    from app import create_app
+
+    return create_app({"MODEL_DIR": quality_model_dir, "SECRET_KEY": "test-secret", "TESTING": True})
 
 
 @pytest.fixture(scope="session")

@@ -6,31 +6,15 @@ import io
 
 import pytest
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-from tests.app.conftest import tiff_bytes
+from tests.app.conftest import response_validator, tiff_bytes
 from tests.conftest import phantom
 from tests.media import compressed_dicom_bytes, dicom_bytes, loop, multipage_tiff_bytes
-
-SPEC_URI = "urn:nerve-openapi"
 
 
 @pytest.fixture(scope="module")
 def spec(app):
     return app.test_client().get("/openapi.json").get_json()
-
-
-def response_validator(spec: dict, path: str, method: str, status: int) -> Draft202012Validator:
-    responses = spec["paths"][path][method]["responses"]
-    assert str(status) in responses, f"{method.upper()} {path} does not document {status}"
-    assert "schema" in responses[str(status)]["content"]["application/json"]
-    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012))
-    pointer = "/".join(
-        part.replace("~", "~0").replace("/", "~1")
-        for part in ("paths", path, method, "responses", str(status), "content", "application/json", "schema")
-    )
-    return Draft202012Validator({"$ref": f"{SPEC_URI}#/{pointer}"}, registry=registry)
 
 
 def test_document_shape(spec):

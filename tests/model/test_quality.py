@@ -1,14 +1,14 @@
 """The quality estimate's signals and its place in every Segmenter answer."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from model.postprocessing import Prediction
-from model.quality import SIGNALS, Logistic, QualityEstimator, flip_dice, signals, soft_dice
+from model.quality import SIGNALS, QualityEstimator, flip_dice, signals, soft_dice
 from model.segmenter import Segmenter
+from tests.conftest import sample_estimator as estimator
 
 
 def test_soft_dice_of_a_map_and_its_own_mask():
@@ -26,12 +26,6 @@ def test_flip_dice_sees_the_passes_disagree():
     assert flip_dice(a, a, 0.5) == 1.0
     assert flip_dice(a, np.roll(a, 4, axis=1), 0.5) == 0.0
     assert flip_dice(np.zeros((8, 8)), np.zeros((8, 8)), 0.5) == 1.0
-
-
-def estimator(cut: float = 0.6) -> QualityEstimator:
-    outlined = Logistic(("soft_dice", "flip_dice"), (0.8, 0.8), (0.1, 0.1), (1.5, 0.5), 0.5)
-    empty = Logistic(("peak",), (0.5,), (0.2,), (-1.0,), -1.0)
-    return QualityEstimator(outlined, empty, cut)
 
 
 def prediction(probability: np.ndarray, mask: np.ndarray) -> Prediction:
@@ -63,19 +57,6 @@ def test_metadata_round_trip_and_older_folders_have_none():
     est = estimator()
     assert QualityEstimator.from_metadata({"quality": est.to_metadata()}) == est
     assert QualityEstimator.from_metadata({"postprocessing": {}}) is None
-
-
-@pytest.fixture
-def quality_model_dir(tiny_model_dir, tmp_path):
-    """The tiny model with a quality estimator in its metadata."""
-    from model.artifact import load_metadata, write_metadata
-
-    out = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, out)
-    metadata = load_metadata(out)
-    metadata["quality"] = estimator().to_metadata()
-    write_metadata(metadata, out)
-    return out
 
 
 def test_every_answer_carries_an_assessment_and_older_models_none(quality_model_dir, tiny_model_dir):

@@ -73,3 +73,38 @@ def test_shipped_model_scores_on_a_real_subject_and_matches_the_evaluation_cli(s
     np.testing.assert_array_equal(rle_decode(row["rle"], int(row["height"]), int(row["width"])), pred.mask)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames"] == len(pairs)
+
+
+def test_served_cli_and_evaluation_give_one_quality_estimate(shipped, data_dir, tmp_path):
+    """The same frames through the service, the folder CLI and training.evaluate: the same expected Dice and
+    verdict, from the estimator the shipped metadata carries."""
+    from app import create_app
+    from model import predict
+
+    assert shipped.quality is not None, "model 1.4.0 ships with its quality estimator"
+    subject = held_out_subject(shipped.metadata)
+    args = [
+        "--data",
+        str(data_dir),
+        "--model",
+        str(MODEL_DIR),
+        "--out",
+        str(tmp_path / "eval"),
+        "--subjects",
+        str(subject),
+    ]
+    assert evaluate.main(args) == 0
+    evaluated = {r["image"]: r for r in csv.DictReader((tmp_path / "eval" / "per_image.csv").open())}
+    names = sorted(evaluated)[:4]
+    (tmp_path / "in").mkdir()
+    for name in names:
+        (tmp_path / "in" / name).write_bytes((data_dir / "train" / name).read_bytes())
+    assert predict.main(["--input", str(tmp_path / "in"), "--out", str(tmp_path / "cli")]) == 0
+    listed = {r["file"]: r for r in csv.DictReader((tmp_path / "cli" / "predictions.csv").open())}
+    client = create_app({"MODEL_DIR": MODEL_DIR, "SECRET_KEY": "test", "TESTING": True}).test_client()
+    for name in names:
+        served = client.post("/predict", data=(data_dir / "train" / name).read_bytes(), content_type="image/tiff")
+        answer = served.get_json()
+        for row in (evaluated[name], listed[name]):
+            assert float(row["expected_dice"]) == pytest.approx(answer["expected_dice"], abs=1e-6), name
+            assert row["reliable"] == str(answer["reliable"]), name
