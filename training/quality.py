@@ -301,25 +301,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.run is not None and args.data is None:
-        print("error: --run needs --data", file=sys.stderr)
-        return 2
-    try:
-        rows = collect(args.run, args.data, args.model) if args.run else read_table(args.table)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def fit_and_report(rows: list[dict], out: Path) -> tuple[QualityEstimator, dict]:
+    """The cross-fitted figures, cut and plots of these out-of-fold rows (table.csv, report.json and the PNGs
+    into `out`), and the estimator fitted on all of them for shipping. ValueError when the rows cannot carry a
+    fit: fewer than two folds, or fewer than two outlined frames."""
     folds = sorted({r["fold"] for r in rows})
     if len(folds) < 2:
-        print(f"error: out-of-fold frames of {len(folds)} fold(s): cross-fitting needs two or more", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_table(rows, args.out / "table.csv")
+        raise ValueError(f"out-of-fold frames of {len(folds)} fold(s): cross-fitting needs two or more")
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(rows, out / "table.csv")
     expected = cross_fitted(rows)
     present = np.array([r["truth_present"] for r in rows])
     cut = choose_cut(expected, present)
+    subject_1_empty = [r["subject"] == 1 and not r["truth_present"] for r in rows]
     figures = {
         "evaluation": f"out-of-fold, cross-fitted over {len(folds)} folds (fitted on the others, applied to each)",
         "folds": folds,
@@ -327,18 +321,30 @@ def main(argv: list[str] | None = None) -> int:
         "these cross-fitted frames",
         **report(rows, expected, cut),
         "subject_1_empty": report(
-            [r for r in rows if r["subject"] == 1 and not r["truth_present"]],
-            expected[[r["subject"] == 1 and not r["truth_present"] for r in rows]],
-            cut,
+            [r for r, s in zip(rows, subject_1_empty, strict=True) if s], expected[subject_1_empty], cut
         )
-        if any(r["subject"] == 1 and not r["truth_present"] for r in rows)
+        if any(subject_1_empty)
         else None,
     }
-    plot(rows, expected, cut, args.out, f"quality estimate, cross-fitted over {len(folds)} folds")
+    plot(rows, expected, cut, out, f"quality estimate, cross-fitted over {len(folds)} folds")
     estimator = fit(rows, cut)
-    (args.out / "report.json").write_text(
+    (out / "report.json").write_text(
         json.dumps({"cross_fitted": figures, "shipped": estimator.to_metadata()}, indent=2)
     )
+    return estimator, figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.run is not None and args.data is None:
+        print("error: --run needs --data", file=sys.stderr)
+        return 2
+    try:
+        rows = collect(args.run, args.data, args.model) if args.run else read_table(args.table)
+        estimator, figures = fit_and_report(rows, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(figures, indent=2))
     if args.install:
         install(estimator, {"figures": figures}, args.model)

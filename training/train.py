@@ -9,8 +9,9 @@ has a val_fraction: early stopping, best checkpoint), predict the held-out fold.
 then calibrated on out-of-fold predictions: each fold's reported figures use parameters calibrated on the
 *other* folds only, and the shipped parameters on all of them. The shipped weights are a final model trained
 on every subject (the recipe's final_epochs, or --final-epochs N) or one fold's model (--ship-fold K, which
-trains no final model). A stopped run resumes: finished folds are skipped and an unfinished one continues
-from its last epoch.
+trains no final model). The quality estimate (training.quality) is then fitted on the same out-of-fold
+predictions and written into the artifact, so a retrained model ships with its own `expected_dice`. A stopped
+run resumes: finished folds are skipped and an unfinished one continues from its last epoch.
 
 --train-only trains the folds (and the final model) and stops: with `--data` a cache file from
 training.cache, that part can run on a GPU machine under another Keras backend; the same command without
@@ -439,6 +440,24 @@ def cross_fitted_figures(
     return per_fold
 
 
+def fit_quality(run: RunConfig, targets: list[Path]) -> None:
+    """The quality estimate, fitted on this run's own out-of-fold predictions (each frame by the fold model that
+    never saw its subject, post-processed as the run's artifact serves it) and written into every artifact the
+    run wrote, so that a retrained model never ships without it. Its table, report and plots go into
+    `<out>/quality`. A run whose folds outline too few frames to fit it ships without one and says so."""
+    from training import quality
+
+    try:
+        rows = quality.collect(run.out, run.data, run.out / "model")
+        estimator, figures = quality.fit_and_report(rows, run.out / "quality")
+    except ValueError as exc:
+        print(f"no quality estimate ({exc}): the model ships without expected_dice and reliable", file=sys.stderr)
+        return
+    for target in targets:
+        quality.install(estimator, {"figures": figures}, target)
+    print(f"quality estimate: failure AUROC {figures['failure_auroc']}, cut {figures['cut']:.3f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         run = run_config(argv)
@@ -545,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         # plain gunicorn, the image) serves through onnxruntime without an extra command.
         export_onnx(target)
         (target / "MODEL_CARD.md").write_text(render_card(written, notes))
+    fit_quality(run, targets)
     (run.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
     print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))
     return 0

@@ -149,3 +149,36 @@ def test_the_card_names_the_signals_the_stored_models_use():
         assert SIGNAL_WORDS[name] in text
     unused = set(SIGNALS) - set(estimator.outlined.signals) - set(estimator.empty.signals)
     assert all(SIGNAL_WORDS[name] not in text for name in unused)
+
+
+def test_a_training_run_fits_the_estimate_into_every_artifact_it_writes(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """train.fit_quality: a retrained model ships with an estimator fitted on its own run's out-of-fold frames,
+    and one whose folds cannot carry a fit ships without one and says why."""
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from model.artifact import load_metadata
+    from model.quality import QualityEstimator
+    from training import quality, train
+
+    targets = [tmp_path / "run" / "model", tmp_path / "served"]
+    for target in targets:
+        shutil.copytree(tiny_model_dir, target)
+    run = SimpleNamespace(out=tmp_path / "run", data=tmp_path / "data")
+    seen = []
+    monkeypatch.setattr(quality, "collect", lambda *args: seen.append(args) or generated_rows())
+    train.fit_quality(run, targets)
+    assert seen == [(run.out, run.data, run.out / "model")], "the run's own folds, at its artifact's post-processing"
+    report_cut = json.loads((run.out / "quality" / "report.json").read_text())["cross_fitted"]["cut"]
+    for target in targets:
+        estimator = QualityEstimator.from_metadata(load_metadata(target))
+        assert estimator is not None and estimator.cut == report_cut
+
+    for target in targets:
+        shutil.rmtree(target)
+        shutil.copytree(tiny_model_dir, target)
+    monkeypatch.setattr(quality, "collect", lambda *args: [r for r in generated_rows() if r["fold"] == 0])
+    train.fit_quality(run, targets)
+    assert all("quality" not in load_metadata(target) for target in targets)
+    assert "no quality estimate (out-of-fold frames of 1 fold(s)" in capsys.readouterr().err
