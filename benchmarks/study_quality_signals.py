@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from model.metrics import dice  # noqa: E402
 from model.quality import OUTLINED_SIGNALS, signals  # noqa: E402
 from tests.conftest import DATA_DIR  # noqa: E402
-from training.quality import FAILURE_DICE, OutOfFold, fit_monotone, out_of_fold  # noqa: E402
+from training.quality import FAILURE_DICE, OutOfFold, fit_monotone, load_frames, out_of_fold  # noqa: E402
 
 #: Width in full-size pixels of the ring around the mask whose entropy is measured.
 RING_PX = 7
@@ -101,7 +101,7 @@ def main() -> int:
         return 0
 
     rows = []
-    for answer in out_of_fold(args.run, args.data, args.model):
+    for answer in out_of_fold(args.run, load_frames(args.data, args.model), args.model):
         if answer.prediction.nerve_present:
             rows.append(
                 {

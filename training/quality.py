@@ -31,6 +31,7 @@ import numpy as np
 
 from model.postprocessing import Prediction
 from model.quality import EMPTY_SIGNALS, OUTLINED_SIGNALS, Logistic, QualityEstimator
+from training.data import Dataset
 
 #: failure, for the detection AUROC: an outline (or an empty answer) scoring Dice below this.
 FAILURE_DICE = 0.5
@@ -180,22 +181,31 @@ class OutOfFold:
     mirror: np.ndarray
 
 
-def out_of_fold(run: Path, data_dir: Path, model_dir: Path) -> Iterator[OutOfFold]:
-    """Every frame of the run's trained folds, predicted by the fold model that never saw its subject, through
-    the same Segmenter as serving, post-processed as the shipped model (model_dir's metadata) serves it."""
+def load_frames(data_dir: Path, model_dir: Path) -> Dataset:
+    """The labelled frames (a Kaggle-layout folder or a training.cache file) at model_dir's input size."""
+    from model.artifact import load_metadata
+    from model.preprocessing import InputSpec
+    from training.cache import load_any
+
+    spec = InputSpec.from_metadata(load_metadata(model_dir))
+    return load_any(data_dir, spec.height, spec.width)
+
+
+def out_of_fold(run: Path, data: Dataset, model_dir: Path) -> Iterator[OutOfFold]:
+    """Every frame of the run's trained folds (`data` at model_dir's input size: load_frames, or a training
+    run's own frames), predicted by the fold model that never saw its subject, through the same Segmenter as
+    serving, post-processed as the shipped model (model_dir's metadata) serves it."""
     import keras
 
     from model.artifact import load_metadata
     from model.postprocessing import PostprocessConfig, postprocess
     from model.preprocessing import InputSpec, normalise
     from model.segmenter import Segmenter, average
-    from training.cache import load_any
     from training.split import fold_indices
 
     metadata = load_metadata(model_dir)
     spec, post = InputSpec.from_metadata(metadata), PostprocessConfig.from_metadata(metadata)
     folds = json.loads((run / "folds.json").read_text())
-    data = load_any(data_dir, spec.height, spec.width)
     for k, subjects in enumerate(folds):
         if not (run / f"fold{k}" / "fold.json").exists():
             print(f"fold {k}: not trained yet in {run}, skipped", file=sys.stderr)
@@ -211,13 +221,13 @@ def out_of_fold(run: Path, data_dir: Path, model_dir: Path) -> Iterator[OutOfFol
             yield OutOfFold(k, data.pairs[i].image.name, int(data.subjects[i]), truth, prediction, plain[n], mirror[n])
 
 
-def collect(run: Path, data_dir: Path, model_dir: Path) -> list[dict]:
+def collect(run: Path, data: Dataset, model_dir: Path) -> list[dict]:
     """One row of signals and Dice per out-of-fold frame (out_of_fold): the table the estimator is fitted on."""
     from model.metrics import dice
     from model.quality import signals
 
     rows = []
-    for answer in out_of_fold(run, data_dir, model_dir):
+    for answer in out_of_fold(run, data, model_dir):
         values = signals(answer.prediction, answer.plain, answer.mirror)
         rows.append(
             {
@@ -340,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --run needs --data", file=sys.stderr)
         return 2
     try:
-        rows = collect(args.run, args.data, args.model) if args.run else read_table(args.table)
+        rows = collect(args.run, load_frames(args.data, args.model), args.model) if args.run else read_table(args.table)
         estimator, figures = fit_and_report(rows, args.out)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -440,7 +440,7 @@ def cross_fitted_figures(
     return per_fold
 
 
-def fit_quality(run: RunConfig, targets: list[Path]) -> None:
+def fit_quality(run: RunConfig, data: Dataset, targets: list[Path]) -> None:
     """The quality estimate, fitted on this run's own out-of-fold predictions (each frame by the fold model that
     never saw its subject, post-processed as the run's artifact serves it) and written into every artifact the
     run wrote, so that a retrained model never ships without it. Its table, report and plots go into
@@ -448,7 +448,7 @@ def fit_quality(run: RunConfig, targets: list[Path]) -> None:
     from training import quality
 
     try:
-        rows = quality.collect(run.out, run.data, run.out / "model")
+        rows = quality.collect(run.out, data, run.out / "model")
         estimator, figures = quality.fit_and_report(rows, run.out / "quality")
     except ValueError as exc:
         print(f"no quality estimate ({exc}): the model ships without expected_dice and reliable", file=sys.stderr)
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         # plain gunicorn, the image) serves through onnxruntime without an extra command.
         export_onnx(target)
         (target / "MODEL_CARD.md").write_text(render_card(written, notes))
-    fit_quality(run, targets)
+    fit_quality(run, data, targets)
     (run.out / "summary.json").write_text(json.dumps(metadata["figures"], indent=2))
     print(json.dumps({"mean": mean, "postprocessing": shipped_post}, indent=2))
     return 0

@@ -166,10 +166,13 @@ def test_a_training_run_fits_the_estimate_into_every_artifact_it_writes(tmp_path
     for target in targets:
         shutil.copytree(tiny_model_dir, target)
     run = SimpleNamespace(out=tmp_path / "run", data=tmp_path / "data")
+    frames = object()  # the run's frames, as training loaded them
     seen = []
     monkeypatch.setattr(quality, "collect", lambda *args: seen.append(args) or generated_rows())
-    train.fit_quality(run, targets)
-    assert seen == [(run.out, run.data, run.out / "model")], "the run's own folds, at its artifact's post-processing"
+    train.fit_quality(run, frames, targets)
+    assert seen == [(run.out, frames, run.out / "model")], (
+        "the run's own folds and frames, at its artifact's post-processing"
+    )
     report_cut = json.loads((run.out / "quality" / "report.json").read_text())["cross_fitted"]["cut"]
     for target in targets:
         estimator = QualityEstimator.from_metadata(load_metadata(target))
@@ -179,6 +182,6 @@ def test_a_training_run_fits_the_estimate_into_every_artifact_it_writes(tmp_path
         shutil.rmtree(target)
         shutil.copytree(tiny_model_dir, target)
     monkeypatch.setattr(quality, "collect", lambda *args: [r for r in generated_rows() if r["fold"] == 0])
-    train.fit_quality(run, targets)
+    train.fit_quality(run, frames, targets)
     assert all("quality" not in load_metadata(target) for target in targets)
     assert "no quality estimate (out-of-fold frames of 1 fold(s)" in capsys.readouterr().err
